@@ -1,0 +1,23 @@
+"""The `s2f` command: each DVC stage by name (`s2f preprocess --help`), the same code `dvc repro` runs."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+STAGES = ["download", "preprocess", "features", "train_decoder", "train_encoder", "evaluate"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="s2f", description=__doc__)
+    parser.add_argument("command", choices=[s.replace("_", "-") for s in STAGES],
+                        help="a pipeline stage; its own options follow (s2f COMMAND --help)")
+    args, rest = parser.parse_known_args(argv[:1])
+    stage = importlib.import_module(f"s2f.stages.{args.command.replace('-', '_')}")
+    stage.main(rest + argv[1:])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Typed settings for each DVC stage, parsed from its own section of `params.yaml`.
+
+Why pydantic: a typo or a wrong type in `params.yaml` fails at start-up with a message naming the key
+(`train_encoder.epochs: Input should be a valid integer`), not as a crash an hour into training.
+Unknown keys are errors too (`extra="forbid"`), so a misspelt option is never silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def resolve_workers(workers: int) -> int:
+    """0 means every core the process may use."""
+    return workers if workers > 0 else max(len(os.sched_getaffinity(0)), 1)
+
+
+class DemoSourceParams(Section):
+    speakers: int = Field(96, ge=2)
+    clips_per_speaker: int = Field(4, ge=1)
+    min_seconds: float = Field(3.0, gt=0)
+    max_seconds: float = Field(7.0, gt=0)
+    sample_rate: int = 16000
+    fps: int = Field(5, ge=1)
+    frame_size: int = Field(320, ge=128)
+    seed: int = 2019
+
+
+class DataParams(Section):
+    """`download` stage."""
+
+    source: Literal["demo"] = "demo"
+    demo: DemoSourceParams = DemoSourceParams()
+    workers: int = 0
+
+
+class DetectorParams(Section):
+    upsample: int = Field(0, ge=0, le=2)
+    min_score: float = 0.5
+
+
+class PreprocessParams(Section):
+    sample_rate: int = 16000
+    seconds: float = Field(6.0, gt=0)
+    face_time: float = Field(1.0, ge=0, description="seconds into the clip of the frame the face is taken from")
+    crop_size: int = 224
+    crop_margin: float = Field(0.4, ge=0)
+    min_face_size: int = Field(60, ge=1)
+    min_rms: float = Field(1e-3, ge=0, description="RMS of int16/32768 audio below which a clip counts as silent")
+    detector: DetectorParams = DetectorParams()
+    shard_size: int = Field(1000, ge=1)
+    workers: int = 0
+
+
+class SplitParams(Section):
+    test_fraction: float = Field(0.5, gt=0, lt=1)
+    seed: int = 7
+
+
+class FeaturesParams(Section):
+    backend: Literal["dlib"] = "dlib"
+    split: SplitParams = SplitParams()
+    workers: int = 0
+
+
+class TrainDecoderParams(Section):
+    image_size: int = 64
+    hidden: int = 512
+    base_channels: int = 256
+    epochs: int = Field(60, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    seed: int = 0
+
+
+class ConvBlockParams(Section):
+    channels: int = Field(ge=1)
+    time_pool: bool = False
+    freq_stride: int = Field(1, ge=1)
+
+
+class VoiceEncoderParams(Section):
+    blocks: list[ConvBlockParams]
+    last_channels: int = Field(ge=1)
+    kernel: int = Field(4, ge=2)
+    hidden: int = Field(ge=1)
+
+
+class LossParams(Section):
+    decoder_l1: float = Field(1.0, ge=0)
+    normalized_l2: float = Field(0.025, ge=0)
+
+
+class TrainEncoderParams(Section):
+    model: VoiceEncoderParams
+    crop_seconds: float = Field(2.5, gt=0.5, description="random crop of each 6 s clip per step (augmentation)")
+    epochs: int = Field(40, ge=1)
+    batch_size: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    eps: float = 1e-4
+    lr_decay: float = Field(0.95, gt=0, le=1)
+    lr_decay_every: int = Field(10000, ge=1, description="optimizer steps between lr decays")
+    loss: LossParams = LossParams()
+    seed: int = 0
+
+
+class EvaluateParams(Section):
+    ks: list[int] = [1, 2, 5, 10]
+    grid_speakers: int = Field(8, ge=1)
+
+
+S = TypeVar("S", bound=Section)
+SECTIONS: dict[str, type[Section]] = {
+    "data": DataParams, "preprocess": PreprocessParams, "features": FeaturesParams,
+    "train_decoder": TrainDecoderParams, "train_encoder": TrainEncoderParams, "evaluate": EvaluateParams,
+}
+
+
+class ParamsError(ValueError):
+    pass
+
+
+def load_section(name: str, path: Path | str = "params.yaml") -> Section:
+    """The validated section `name` of the params file; errors name the file, the section and the key."""
+    if name not in SECTIONS:
+        raise ParamsError(f"unknown params section {name!r}; known: {', '.join(SECTIONS)}")
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ParamsError(f"cannot read {path}: {err}") from err
+    try:
+        return SECTIONS[name].model_validate(raw.get(name, {}))
+    except ValidationError as err:
+        problems = "; ".join(f"{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise ParamsError(f"{path}: {problems}") from err

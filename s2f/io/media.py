@@ -1,0 +1,128 @@
+"""Read and write audio/video through the ffmpeg binary, one subprocess per operation.
+
+Why a subprocess rather than an in-process decoder: a corrupt file can at worst make ffmpeg exit non-zero, never crash
+or hang the stage, and every read is bounded (`-t`, `-frames:v 1`) so a long file is never loaded whole. The binary
+is the one pinned by `imageio-ffmpeg` (a static build from PyPI) unless `S2F_FFMPEG` names another, so encodes are
+the same on every machine. Arguments are passed as a list, never through a shell.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+class MediaError(Exception):
+    """A media file could not be read; `reason` is a short machine-readable cause for the quarantine table."""
+
+    def __init__(self, path: Path | str, reason: str, detail: str = ""):
+        self.path, self.reason, self.detail = str(path), reason, detail.strip()
+        super().__init__(f"{path}: {reason}" + (f" ({self.detail})" if self.detail else ""))
+
+
+def ffmpeg_exe() -> str:
+    override = os.environ.get("S2F_FFMPEG")
+    if override:
+        return override
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    duration: float
+    has_audio: bool
+    has_video: bool
+    width: int = 0
+    height: int = 0
+    audio_rate: int = 0
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\S+.*?: Video: .*?, (\d{2,5})x(\d{2,5})")
+_AUDIO = re.compile(r"Stream #\S+.*?: Audio: .*?, (\d+) Hz")
+
+
+def probe(path: Path, timeout: float = 30.0) -> MediaInfo:
+    """Container duration and streams, parsed from `ffmpeg -i` (the static build ships no ffprobe)."""
+    if not Path(path).is_file():
+        raise MediaError(path, "missing_file")
+    if Path(path).stat().st_size == 0:
+        raise MediaError(path, "empty_file")
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                          capture_output=True, text=True, errors="replace", timeout=timeout)
+    text = proc.stderr
+    duration = _DURATION.search(text)
+    if duration is None:
+        last = text.strip().splitlines()[-1] if text.strip() else ""
+        raise MediaError(path, "unreadable_container", last)
+    h, m, s = duration.groups()
+    video, audio = _VIDEO.search(text), _AUDIO.search(text)
+    return MediaInfo(
+        duration=int(h) * 3600 + int(m) * 60 + float(s),
+        has_audio=audio is not None, has_video=video is not None,
+        width=int(video.group(1)) if video else 0, height=int(video.group(2)) if video else 0,
+        audio_rate=int(audio.group(1)) if audio else 0,
+    )
+
+
+def _run(cmd: list[str], path: Path, reason: str, timeout: float) -> bytes:
+    proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise MediaError(path, reason, tail[-1] if tail else f"ffmpeg exit {proc.returncode}")
+    return proc.stdout
+
+
+def read_audio(path: Path, sample_rate: int, max_seconds: float, timeout: float = 60.0) -> np.ndarray:
+    """The first audio stream as mono int16 at `sample_rate`, at most `max_seconds` long (bounded read)."""
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-t", f"{max_seconds}",
+           "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
+    raw = _run(cmd, path, "audio_decode_failed", timeout)
+    return np.frombuffer(raw, dtype="<i2").copy()
+
+
+def read_frame(path: Path, at_seconds: float, timeout: float = 60.0) -> np.ndarray:
+    """One RGB video frame at `at_seconds` (seeked in the demuxer: decodes only from the nearest keyframe)."""
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-ss", f"{at_seconds:.3f}", "-i", str(path), "-map", "0:v:0",
+           "-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "pipe:1"]
+    raw = _run(cmd, path, "video_decode_failed", timeout)
+    if not raw:
+        raise MediaError(path, "video_decode_failed", f"no frame at {at_seconds:.2f} s")
+    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+
+
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Float samples in [-1, 1] (or int16) to a 16-bit mono WAV file."""
+    if samples.dtype != np.int16:
+        samples = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(samples.tobytes())
+
+
+def write_talking_video(path: Path, frames: np.ndarray, fps: int, wav_path: Path, timeout: float = 120.0) -> None:
+    """Mux RGB frames (T, H, W, 3) and a WAV track into an H.264/AAC mp4, bit-exact for the same inputs."""
+    t, h, w, _ = frames.shape
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "pipe:0",
+           "-i", str(wav_path), "-map", "0:v:0", "-map", "1:a:0",
+           "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", "yuv420p", "-threads", "1",
+           "-c:a", "aac", "-b:a", "64k", "-shortest",
+           "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1",
+           str(path)]
+    proc = subprocess.run(cmd, input=np.ascontiguousarray(frames, dtype=np.uint8).tobytes(),
+                          capture_output=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise MediaError(path, "encode_failed", proc.stderr.decode(errors="replace")[-400:])

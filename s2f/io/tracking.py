@@ -1,0 +1,56 @@
+"""MLflow tracking for the stages: an embedded SQLite store in the project by default, a server when configured.
+
+`MLFLOW_TRACKING_URI` (e.g. http://127.0.0.1:5000) overrides the default `sqlite:///<cwd>/mlruns.db`; artifacts of
+the default store go to `<cwd>/mlartifacts`. Both paths are git-ignored. Entered as a context manager by the stages
+only, so library code never touches MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+EXPERIMENT = "speech2face"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns.db').resolve()}"
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+@contextmanager
+def stage_run(stage: str, params: dict) -> Iterator["object"]:
+    """An MLflow run named after the stage, with its params section logged and the git commit tagged."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = os.environ.get("S2F_EXPERIMENT", EXPERIMENT)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        artifacts = None if "MLFLOW_TRACKING_URI" in os.environ else Path("mlartifacts").resolve().as_uri()
+        mlflow.create_experiment(experiment, artifact_location=artifacts)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=stage, tags={"stage": stage, "git_commit": _git_commit()}) as run:
+        mlflow.log_params(_flatten(params))
+        yield run
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:500]
+    return flat

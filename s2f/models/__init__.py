@@ -1,0 +1,1 @@
+"""Model definitions (pure torch): the Speech2Face voice encoder and the face decoder."""

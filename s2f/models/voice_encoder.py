@@ -1,0 +1,75 @@
+"""The Speech2Face voice encoder (Oh et al., CVPR 2019, Table 1), sized by a config.
+
+waveform → spectrogram (B, T, 257, 2) → conv-ReLU-BN blocks (max-pooling 2×1 along time only, optional stride 2
+along frequency) → a last conv → average over all of time → flatten (frequency × channels) → FC-ReLU → FC → face
+feature. Because time is averaged away, any input length of at least ~1 s gives the same output size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from s2f.audio import N_FFT, spectrogram
+
+
+@dataclass(frozen=True)
+class ConvBlock:
+    channels: int
+    time_pool: bool = False   # max-pool 2×1 along time after the block
+    freq_stride: int = 1      # stride along frequency of the block's conv
+
+
+@dataclass(frozen=True)
+class VoiceEncoderConfig:
+    blocks: tuple[ConvBlock, ...] = field(default_factory=lambda: PAPER_BLOCKS)
+    last_channels: int = 512
+    kernel: int = 4
+    hidden: int = 4096
+    out_dim: int = 4096
+
+
+PAPER_BLOCKS = (
+    ConvBlock(64), ConvBlock(64), ConvBlock(128, time_pool=True), ConvBlock(128, time_pool=True),
+    ConvBlock(128, time_pool=True), ConvBlock(256, time_pool=True), ConvBlock(512), ConvBlock(512, freq_stride=2),
+    ConvBlock(512, freq_stride=2),
+)
+
+
+def _same_pad(kernel: int) -> tuple[int, int, int, int]:
+    # an even kernel needs asymmetric padding to keep "same" size (left, right, top, bottom)
+    return (kernel // 2 - 1, kernel // 2, kernel // 2 - 1, kernel // 2)
+
+
+class VoiceEncoder(nn.Module):
+    def __init__(self, config: VoiceEncoderConfig):
+        super().__init__()
+        self.config = config
+        layers: list[nn.Module] = []
+        channels, freq = 2, N_FFT // 2 + 1
+        for block in config.blocks:
+            layers += [nn.ZeroPad2d(_same_pad(config.kernel)),
+                       nn.Conv2d(channels, block.channels, config.kernel, stride=(1, block.freq_stride)),
+                       nn.ReLU(inplace=True), nn.BatchNorm2d(block.channels)]
+            if block.time_pool:
+                layers.append(nn.MaxPool2d(kernel_size=(2, 1)))
+            channels, freq = block.channels, -(-freq // block.freq_stride)
+        layers += [nn.ZeroPad2d(_same_pad(config.kernel)), nn.Conv2d(channels, config.last_channels, config.kernel)]
+        self.convs = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Linear(freq * config.last_channels, config.hidden), nn.ReLU(inplace=True),
+            nn.Linear(config.hidden, config.out_dim),
+        )
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """wave: (B, L) float in [-1, 1] at 16 kHz → (B, out_dim)."""
+        return self.forward_spectrogram(spectrogram(wave))
+
+    def forward_spectrogram(self, spec: torch.Tensor) -> torch.Tensor:
+        """spec: (B, T, 257, 2) → (B, out_dim)."""
+        x = spec.permute(0, 3, 1, 2)  # (B, 2, T, F): channels first, time as height
+        x = self.convs(x)             # (B, C, T', F')
+        x = x.mean(dim=2)             # (B, C, F'): average pooling over all of time
+        return self.head(x.flatten(1))

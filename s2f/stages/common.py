@@ -1,0 +1,31 @@
+"""What every stage entry point shares: argument parsing with `--params`, JSON metrics, quiet telemetry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+for _var, _value in {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}.items():
+    os.environ.setdefault(_var, _value)
+
+
+def stage_parser(doc: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file; only this stage's section is read")
+    return parser
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+
+
+def write_curve(path: Path, rows: list[dict]) -> None:
+    """Per-epoch metrics as CSV, for `dvc plots`."""
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
