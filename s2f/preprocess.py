@@ -62,7 +62,7 @@ def process_clip(path: Path, params: PreprocessParams) -> Sample | Rejection:
         return Rejection("face_too_small", f"{box.width}×{box.height} px < {params.min_face_size} px")
     crop, inner = crop_face(frame, box, params.crop_size, params.crop_margin)
     samples = int(params.seconds * params.sample_rate)
-    stats = {"duration_s": info.duration, "audio_rate": info.audio_rate, "audio_rms": rms,
+    stats = {"duration_s": info.duration, "audio_rate": info.audio_rate, "audio_samples": len(audio), "audio_rms": rms,
              "frame_width": frame.shape[1], "frame_height": frame.shape[0], "face_score": box.score,
              "face_size": min(box.width, box.height)}
     return Sample(repeat_to_length(audio, samples).astype(np.int16), crop,

@@ -82,8 +82,7 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, decoder: FaceDecoder
     dev = device()
     model = VoiceEncoder(encoder_config(p, embedding.shape[1])).to(dev)
     target = torch.from_numpy(embedding).float()
-    with torch.no_grad():  # start from the mean face feature: the head only has to learn the deviations
-        model.head[-1].bias.copy_(target.mean(0))
+    model.set_output_statistics(target.to(dev))
     f_dec = decoder.first.to(dev).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=p.lr, betas=p.betas, eps=p.eps)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=p.lr_decay_every, gamma=p.lr_decay)

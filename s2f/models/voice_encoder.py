@@ -62,6 +62,17 @@ class VoiceEncoder(nn.Module):
             nn.Linear(freq * config.last_channels, config.hidden), nn.ReLU(inplace=True),
             nn.Linear(config.hidden, config.out_dim),
         )
+        # Face features of different people differ by a few percent around a common mean, so the head predicts
+        # standardised deviations and the output is mapped back: v = mean + scale · head(x). Set from the
+        # training targets (`set_output_statistics`); saved with the weights.
+        self.register_buffer("out_mean", torch.zeros(config.out_dim))
+        self.register_buffer("out_scale", torch.ones(config.out_dim))
+
+    @torch.no_grad()
+    def set_output_statistics(self, targets: torch.Tensor) -> None:
+        """targets: (N, out_dim) face features of the training set."""
+        self.out_mean.copy_(targets.mean(0))
+        self.out_scale.copy_(targets.std(0).clamp_min(1e-6))
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """wave: (B, L) float in [-1, 1] at 16 kHz → (B, out_dim)."""
@@ -72,4 +83,4 @@ class VoiceEncoder(nn.Module):
         x = spec.permute(0, 3, 1, 2)  # (B, 2, T, F): channels first, time as height
         x = self.convs(x)             # (B, C, T', F')
         x = x.mean(dim=2)             # (B, C, F'): average pooling over all of time
-        return self.head(x.flatten(1))
+        return self.out_mean + self.out_scale * self.head(x.flatten(1))

@@ -1,0 +1,83 @@
+"""Benchmark the foundation: `dvc repro` of the demo pipeline from a clean clone, retrieval against chance, no-op repro.
+
+Usage: `make bench` (or `.venv/bin/python bench/demo_pipeline.py [--keep DIR]`). Clones the committed HEAD into a
+scratch directory, runs `dvc repro` there with this project's .venv, reads `reports/metrics.json`, runs `dvc repro`
+again, and prints a table. The baseline of each retrieval number (chance = K / gallery size) comes from the same run.
+Results also go to bench/results/demo_pipeline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed in {cwd}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return elapsed, proc.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", type=Path, help="clone into this directory and keep it (default: a temporary one)")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="s2f-bench-"))
+    if work.exists():
+        shutil.rmtree(work)
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)
+
+    first, log = timed([sys.executable, "-m", "dvc", "repro"], work)
+    stages_run = log.count("Running stage")
+    metrics = json.loads((work / "reports/metrics.json").read_text())
+    second, log2 = timed([sys.executable, "-m", "dvc", "repro"], work)
+    noop_runs = log2.count("Running stage")
+
+    rows = [
+        ("dvc repro, clean clone (s)", f"{first:.0f}", "≤ 900", f"{stages_run} stages run", first <= 900 and stages_run == 6),
+        ("second dvc repro (s)", f"{second:.1f}", "< 10, no stage", f"{noop_runs} stages run", second < 10 and noop_runs == 0),
+        ("gallery size (held-out speakers)", f"{metrics['gallery_size']}", "", "", True),
+    ]
+    for k, factor in ((1, 3), (2, None), (5, None), (10, 2)):
+        recall, chance = metrics[f"recall_at_{k}"], metrics[f"chance_at_{k}"]
+        target = f"≥ {factor}× chance" if factor else ""
+        ok = recall >= factor * chance if factor else True
+        rows.append((f"recall@{k}", f"{recall:.3f}", target, f"chance {chance:.3f} ({recall / chance:.1f}×)", ok))
+    rows += [(f"{k} (pred vs true feature)", f"{metrics[k]:.3f}", "", "", True)
+             for k in ("cosine_mean", "l1_mean", "l2_mean")]
+
+    widths = [max(len(str(r[i])) for r in rows + [("measure", "value", "target", "baseline (same run)", "")])
+              for i in range(4)]
+    header = ("measure", "value", "target", "baseline (same run)")
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)) + " | pass")
+    print("-|-".join("-" * w for w in widths) + "-|-----")
+    for row in rows:
+        print(" | ".join(str(c).ljust(w) for c, w in zip(row[:4], widths)) + f" | {'yes' if row[4] else 'NO'}")
+
+    out = ROOT / "bench/results/demo_pipeline.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"repro_seconds": first, "noop_repro_seconds": second, "stages_run": stages_run,
+                               "noop_stages_run": noop_runs, "metrics": metrics, "cores": os.cpu_count()}, indent=2))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    if not all(r[4] for r in rows):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
