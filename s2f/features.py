@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import partial
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from s2f.config import FeaturesParams
 from s2f.faces.detect import FaceBox
 from s2f.faces.features import get_backend, landmarks_68
 from s2f.io.shards import read_shard, write_shard, write_table
+from s2f.parallel import process_map
 from s2f.split import split_speakers
 
 
@@ -26,11 +26,11 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
     """Write `out_dir/features-*.npz` (sample_id, embedding, landmarks) and `manifest.parquet` with a split column."""
     manifest = pd.read_parquet(pre_dir / "manifest.parquet")
     work = partial(_features_of, backend_name=params.backend)
-    with Pool(workers) as pool:
+    with process_map(workers) as pmap:
         for shard in sorted(manifest["shard"].unique()):
             arrays = read_shard(pre_dir / shard)
             items = list(zip(arrays["face"], arrays["face_box"]))
-            results = pool.map(work, items, chunksize=8) if workers > 1 else [work(i) for i in items]
+            results = pmap(work, items)
             write_shard(out_dir / shard.replace("shard-", "features-"), {
                 "sample_id": arrays["sample_id"],
                 "embedding": np.stack([r[0] for r in results]),

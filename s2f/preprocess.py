@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from functools import partial
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from s2f.audio import repeat_to_length
 from s2f.config import PreprocessParams
 from s2f.faces.detect import crop_face, detect_faces, largest_face
 from s2f.io import media
+from s2f.parallel import process_map
 from s2f.io.shards import quarantine_table, shard_name, write_shard, write_table
 
 
@@ -81,9 +81,9 @@ def preprocess_corpus(manifest: pd.DataFrame, raw_dir: Path, out_dir: Path, para
     chunks = [rows[i:i + params.shard_size] for i in range(0, len(rows), params.shard_size)]
     accepted, rejected = [], []
     work = partial(_process_row, raw_dir=raw_dir, params=params)
-    with Pool(workers) as pool:
+    with process_map(workers) as pmap:
         for index, chunk in enumerate(chunks):
-            results = pool.map(work, chunk, chunksize=4) if workers > 1 else [work(r) for r in chunk]
+            results = pmap(work, chunk)
             samples = [(r, s) for r, s in results if isinstance(s, Sample)]
             rejected += [{"sample_id": r["sample_id"], "clip": r["clip"], "stage": "preprocess",
                           "reason": s.reason, "detail": s.detail} for r, s in results if isinstance(s, Rejection)]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from s2f.config import DemoSourceParams
 from s2f.demo.face import render_face
 from s2f.demo.traits import draw_traits
 from s2f.demo.voice import synthesize_clip
+from s2f.parallel import process_map
 from s2f.io.media import write_talking_video, write_wav
 
 
@@ -75,9 +75,6 @@ def generate_demo_corpus(params: DemoSourceParams, out_dir: Path, workers: int) 
     clips_dir = out_dir / "clips"
     clips_dir.mkdir(parents=True, exist_ok=True)
     jobs = [_SpeakerJob(i, params, clips_dir) for i in range(params.speakers)]
-    if workers > 1:
-        with Pool(workers) as pool:
-            per_speaker = pool.map(_make_speaker, jobs, chunksize=1)
-    else:
-        per_speaker = [_make_speaker(j) for j in jobs]
+    with process_map(workers) as pmap:
+        per_speaker = pmap(_make_speaker, jobs)
     return pd.DataFrame([row for rows in per_speaker for row in rows])

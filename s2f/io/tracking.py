@@ -45,6 +45,31 @@ def stage_run(stage: str, params: dict) -> Iterator["object"]:
         yield run
 
 
+class EpochCurve:
+    """The per-epoch callback the training loops take: keeps the rows (for the DVC plot) and logs them to MLflow."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
+        import mlflow
+
+        self.rows.append({"epoch": epoch, **metrics})
+        mlflow.log_metrics(metrics, step=epoch)
+
+    @property
+    def last(self) -> dict[str, float]:
+        return {k: v for k, v in self.rows[-1].items() if k != "epoch"}
+
+
+def log_model_files(weights: Path) -> None:
+    """Log a saved model (weights and its JSON config) under the run's `model/` artifacts."""
+    import mlflow
+
+    for path in (weights, weights.with_suffix(".json")):
+        mlflow.log_artifact(str(path), "model")
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:
     flat: dict[str, str] = {}
     for key, value in tree.items():

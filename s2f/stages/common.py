@@ -18,6 +18,16 @@ def stage_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def load_params(section: str, path: Path):
+    """The stage's validated params section; a bad file ends the stage with one line naming the key, no traceback."""
+    from s2f.config import ParamsError, load_section
+
+    try:
+        return load_section(section, path)
+    except ParamsError as err:
+        raise SystemExit(f"error: {err}") from None
+
+
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")

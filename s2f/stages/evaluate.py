@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s2f.config import EvaluateParams, load_section
+from s2f.config import EvaluateParams
 from s2f.dataset import load_split
 from s2f.evaluation import evaluate, face_grid
 from s2f.io.checkpoints import load_model
 from s2f.io.tracking import stage_run
-from s2f.stages.common import stage_parser, write_json
+from s2f.stages.common import load_params, stage_parser, write_json
 from s2f.training import device, predict_features
 
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
     parser.add_argument("--grid", type=Path, default=Path("reports/face_grid.png"))
     args = parser.parse_args(argv)
-    params: EvaluateParams = load_section("evaluate", args.params)
+    params: EvaluateParams = load_params("evaluate", args.params)
     data = load_split(args.pre, args.features, "test", audio=True, faces=True)
     dev = device()
     encoder, decoder = load_model(args.encoder, dev), load_model(args.decoder, dev)

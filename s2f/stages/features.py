@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s2f.config import FeaturesParams, load_section, resolve_workers
+from s2f.config import FeaturesParams, resolve_workers
 from s2f.features import compute_features
-from s2f.stages.common import stage_parser
+from s2f.stages.common import load_params, stage_parser
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"))
     parser.add_argument("--out", type=Path, default=Path("data/features"))
     args = parser.parse_args(argv)
-    params: FeaturesParams = load_section("features", args.params)
+    params: FeaturesParams = load_params("features", args.params)
     manifest = compute_features(args.pre, args.out, params, resolve_workers(params.workers))
     counts = manifest.groupby("split")["speaker"].nunique().to_dict()
     print(f"features: {len(manifest)} samples, {params.backend} backend, speakers per split {counts}")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from s2f.config import PreprocessParams, load_section, resolve_workers
+from s2f.config import PreprocessParams, resolve_workers
 from s2f.preprocess import preprocess_corpus
-from s2f.stages.common import stage_parser, write_json
+from s2f.stages.common import load_params, stage_parser, write_json
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("data/preprocessed"))
     parser.add_argument("--summary", type=Path, default=Path("reports/preprocess.json"))
     args = parser.parse_args(argv)
-    params: PreprocessParams = load_section("preprocess", args.params)
+    params: PreprocessParams = load_params("preprocess", args.params)
     manifest = pd.read_csv(args.raw / "manifest.csv")
     accepted, quarantined = preprocess_corpus(manifest, args.raw, args.out, params, resolve_workers(params.workers))
     if accepted.empty:

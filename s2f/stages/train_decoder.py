@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s2f.config import TrainDecoderParams, load_section
+from s2f.config import TrainDecoderParams
 from s2f.dataset import load_split
 from s2f.io.checkpoints import save_model
-from s2f.io.tracking import stage_run
-from s2f.stages.common import stage_parser, write_curve, write_json
+from s2f.io.tracking import EpochCurve, log_model_files, stage_run
+from s2f.stages.common import load_params, stage_parser, write_curve, write_json
 from s2f.training import train_decoder
 
 
@@ -24,23 +24,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", type=Path, default=Path("reports/train_decoder.json"))
     parser.add_argument("--curve", type=Path, default=Path("reports/plots/train_decoder.csv"))
     args = parser.parse_args(argv)
-    params: TrainDecoderParams = load_section("train_decoder", args.params)
+    params: TrainDecoderParams = load_params("train_decoder", args.params)
     data = load_split(args.pre, args.features, "train", audio=False, faces=True)
-    import mlflow
-
-    curve: list[dict] = []
+    curve = EpochCurve()
     with stage_run("train_decoder", params.model_dump()):
-        def log(epoch: int, metrics: dict[str, float]) -> None:
-            curve.append({"epoch": epoch, **metrics})
-            mlflow.log_metrics(metrics, step=epoch)
-
-        model = train_decoder(data.embedding, data.face, params, log)
+        model = train_decoder(data.embedding, data.face, params, curve)
         save_model(model, args.model, {"trained_on_samples": len(data.embedding)})
-        mlflow.log_artifact(str(args.model), "model")
-        mlflow.log_artifact(str(args.model.with_suffix(".json")), "model")
-    write_curve(args.curve, curve)
-    write_json(args.metrics, {"train_l1": curve[-1]["l1"], "samples": len(data.embedding)})
-    print(f"train_decoder: final train L1 {curve[-1]['l1']:.4f} on {len(data.embedding)} samples")
+        log_model_files(args.model)
+    write_curve(args.curve, curve.rows)
+    write_json(args.metrics, {"train_l1": curve.last["l1"], "samples": len(data.embedding)})
+    print(f"train_decoder: final train L1 {curve.last['l1']:.4f} on {len(data.embedding)} samples")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s2f.config import TrainEncoderParams, load_section
+from s2f.config import TrainEncoderParams
 from s2f.dataset import load_split
 from s2f.io.checkpoints import load_model, save_model
-from s2f.io.tracking import stage_run
-from s2f.stages.common import stage_parser, write_curve, write_json
+from s2f.io.tracking import EpochCurve, log_model_files, stage_run
+from s2f.stages.common import load_params, stage_parser, write_curve, write_json
 from s2f.training import train_encoder
 
 
@@ -25,24 +25,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metrics", type=Path, default=Path("reports/train_encoder.json"))
     parser.add_argument("--curve", type=Path, default=Path("reports/plots/train_encoder.csv"))
     args = parser.parse_args(argv)
-    params: TrainEncoderParams = load_section("train_encoder", args.params)
+    params: TrainEncoderParams = load_params("train_encoder", args.params)
     data = load_split(args.pre, args.features, "train", audio=True)
     decoder = load_model(args.decoder)
-    import mlflow
-
-    curve: list[dict] = []
+    curve = EpochCurve()
     with stage_run("train_encoder", params.model_dump()):
-        def log(epoch: int, metrics: dict[str, float]) -> None:
-            curve.append({"epoch": epoch, **metrics})
-            mlflow.log_metrics(metrics, step=epoch)
-
-        model = train_encoder(data.audio, data.embedding, decoder, params, log)
+        model = train_encoder(data.audio, data.embedding, decoder, params, curve)
         save_model(model, args.model, {"trained_on_samples": len(data.audio)})
-        mlflow.log_artifact(str(args.model), "model")
-        mlflow.log_artifact(str(args.model.with_suffix(".json")), "model")
-    write_curve(args.curve, curve)
-    write_json(args.metrics, {k: v for k, v in curve[-1].items() if k != "epoch"} | {"samples": len(data.audio)})
-    print(f"train_encoder: final loss {curve[-1]['loss_total']:.4f} on {len(data.audio)} samples")
+        log_model_files(args.model)
+    write_curve(args.curve, curve.rows)
+    write_json(args.metrics, curve.last | {"samples": len(data.audio)})
+    print(f"train_encoder: final loss {curve.last['loss_total']:.4f} on {len(data.audio)} samples")
 
 
 if __name__ == "__main__":

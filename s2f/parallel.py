@@ -1,0 +1,20 @@
+"""Run a function over items in worker processes, or in this process when one worker is asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from multiprocessing import Pool
+from typing import Any
+
+MapFn = Callable[[Callable[[Any], Any], list], list]
+
+
+@contextmanager
+def process_map(workers: int) -> Iterator[MapFn]:
+    """A `map(fn, items)` that keeps order; with `workers` ≤ 1 no process is started (easier to debug and profile)."""
+    if workers <= 1:
+        yield lambda fn, items: [fn(item) for item in items]
+        return
+    with Pool(workers) as pool:
+        yield lambda fn, items: pool.map(fn, items, chunksize=max(1, min(8, len(items) // (4 * workers))))
