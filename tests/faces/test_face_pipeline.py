@@ -72,7 +72,8 @@ def test_same_person_descriptors_are_closer_than_different_people(realsample, re
     dist = np.linalg.norm(emb[:, None] - emb[None], axis=-1)
     same = dist[(who[:, None] == who[None]) & ~np.eye(len(who), dtype=bool)]
     other = dist[who[:, None] != who[None]]
-    assert same.max() < 0.6 <= other.min() or same.mean() < other.mean() - 0.2
+    assert len(same) >= 4
+    assert same.max() < 0.6 <= other.min()  # dlib's own same-person threshold separates them all
 
 
 def test_largest_face_picks_the_biggest_box():
