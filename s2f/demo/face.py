@@ -13,6 +13,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 from skimage import data as skdata
+from skimage.draw import polygon
 
 from s2f.demo.traits import SpeakerTraits
 from s2f.faces import dlib_models
@@ -98,8 +99,6 @@ def render_face(traits: SpeakerTraits) -> np.ndarray:
 
 def _tint_skin(image: np.ndarray, landmarks: np.ndarray, tone: float) -> np.ndarray:
     """Darken/warm (tone > 0) or lighten (tone < 0) the skin under a soft mask around the landmarks."""
-    from skimage.draw import polygon
-
     mask = np.zeros(image.shape[:2], dtype=np.float32)
     hull = np.vstack([landmarks[JAW], landmarks[BROWS][::-1] - [0, 25]])
     rr, cc = polygon(hull[:, 1], hull[:, 0], mask.shape)
