@@ -34,10 +34,10 @@ def load_split(pre_dir: Path, feat_dir: Path, split: str, audio: bool = True, fa
     emb, wav, img = [], [], []
     for shard, rows in manifest.groupby("shard", sort=True):
         idx = rows["index"].to_numpy()
-        feats = read_shard(feat_dir / rows["features_shard"].iloc[0])
-        emb.append(feats["embedding"][idx])
-        if audio or faces:
-            pre = read_shard(pre_dir / shard)
+        emb.append(read_shard(feat_dir / rows["features_shard"].iloc[0], ["embedding"])["embedding"][idx])
+        wanted = ["audio"] * audio + ["face"] * faces
+        if wanted:
+            pre = read_shard(pre_dir / shard, wanted)
             if audio:
                 wav.append(pre["audio"][idx])
             if faces:

@@ -28,7 +28,7 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
     work = partial(_features_of, backend_name=params.backend)
     with process_map(workers) as pmap:
         for shard in sorted(manifest["shard"].unique()):
-            arrays = read_shard(pre_dir / shard)
+            arrays = read_shard(pre_dir / shard, ["sample_id", "face", "face_box"])
             items = list(zip(arrays["face"], arrays["face_box"]))
             results = pmap(work, items)
             write_shard(out_dir / shard.replace("shard-", "features-"), {

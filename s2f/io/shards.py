@@ -26,17 +26,10 @@ def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-def read_shard(path: Path) -> dict[str, np.ndarray]:
+def read_shard(path: Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The shard's arrays, or only `keys` of them (an `.npz` member is read only when asked for)."""
     with np.load(path, allow_pickle=False) as npz:
-        return {key: npz[key] for key in npz.files}
-
-
-def read_shards(paths: list[Path]) -> dict[str, np.ndarray]:
-    """Several shards concatenated along the sample axis."""
-    parts = [read_shard(p) for p in paths]
-    if not parts:
-        raise FileNotFoundError("no shards to read")
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        return {key: npz[key] for key in (keys if keys is not None else npz.files)}
 
 
 def write_table(path: Path, table: pd.DataFrame) -> None:
