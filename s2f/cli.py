@@ -1,4 +1,5 @@
-"""The `s2f` command: each DVC stage by name (`s2f preprocess --help`), the same code `dvc repro` runs."""
+"""The `s2f` command: each DVC stage by name (`s2f preprocess --help`), the same code `dvc repro` runs, and
+`s2f ingest` (a corpus to validated shards and a summary in one command)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ import importlib
 import sys
 
 STAGES = ["download", "preprocess", "features", "train_decoder", "train_encoder", "evaluate"]
+TOOLS = ["ingest"]
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="s2f", description=__doc__)
-    parser.add_argument("command", choices=[s.replace("_", "-") for s in STAGES],
-                        help="a pipeline stage; its own options follow (s2f COMMAND --help)")
+    parser.add_argument("command", choices=[s.replace("_", "-") for s in STAGES + TOOLS],
+                        help="a pipeline stage, or ingest (a whole corpus to shards in one command); "
+                             "its own options follow (s2f COMMAND --help)")
     args, rest = parser.parse_known_args(argv[:1])
     stage = importlib.import_module(f"s2f.stages.{args.command.replace('-', '_')}")
     stage.main(rest + argv[1:])

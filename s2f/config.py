@@ -35,29 +35,67 @@ class DemoSourceParams(Section):
     seed: int = 2019
 
 
+class AvspeechSourceParams(Section):
+    """AVSpeech segments fetched from YouTube with yt-dlp (rate-limited, resumable through a ledger)."""
+
+    csv: str = "data/avspeech.csv"
+    limit: int | None = Field(None, ge=1, description="fetch at most this many valid rows (in CSV order)")
+    url_template: str = Field("https://www.youtube.com/watch?v={youtube_id}",
+                              description="where a YouTube id is fetched from; tests point it at 127.0.0.1")
+    requests_per_minute: float = Field(20.0, gt=0)
+    max_attempts: int = Field(4, ge=1, description="tries per segment for transient errors (429, 5xx, network)")
+    backoff_seconds: float = Field(30.0, ge=0, description="wait before the 2nd try; doubled for each later one")
+    retry_after_hours: float = Field(24.0, ge=0, description="a transiently failed segment is not retried before this")
+    max_height: int = Field(720, ge=144, description="the best video stream at most this tall")
+    timeout_seconds: float = Field(300.0, gt=0)
+
+
+class LocalSourceParams(Section):
+    """Media already on disk (or under s3://): a clip manifest CSV, a folder of videos, or VoxCeleb + VGGFace."""
+
+    kind: Literal["manifest", "folder", "voxceleb"] = "manifest"
+    manifest: str | None = Field(None, description="CSV with `clip` and `speaker` columns; clips relative to it")
+    folder: str | None = Field(None, description="videos; the first sub-folder under it names the speaker")
+    voxceleb_audio: str | None = Field(None, description="VoxCeleb layout: <id>/<video>/<n>.wav|m4a")
+    vggface_images: str | None = Field(None, description="VGGFace layout: <name or n-id>/<n>.jpg")
+    voxceleb_meta: str | None = Field(None, description="vox1_meta.csv or vox2_meta.csv: VoxCeleb id → VGGFace id")
+    copy_clips: bool = Field(True, description="copy media under data/raw so DVC versions it; false: reference it")
+
+
 class DataParams(Section):
     """`download` stage."""
 
-    source: Literal["demo"] = "demo"
+    source: Literal["demo", "avspeech", "local"] = "demo"
     demo: DemoSourceParams = DemoSourceParams()
+    avspeech: AvspeechSourceParams = AvspeechSourceParams()
+    local: LocalSourceParams = LocalSourceParams()
     workers: int = 0
 
 
 class DetectorParams(Section):
+    kind: Literal["hog", "cnn"] = Field("hog", description="dlib HOG (fast, frontal) or the MMOD CNN (~2 s/frame on CPU)")
     upsample: int = Field(0, ge=0, le=2)
     min_score: float = 0.5
+    max_side: int = Field(640, ge=160, description="frames are searched downscaled to at most this many pixels")
 
 
 class PreprocessParams(Section):
     sample_rate: int = 16000
     seconds: float = Field(6.0, gt=0)
-    face_time: float = Field(1.0, ge=0, description="seconds into the clip of the frame the face is taken from")
+    face_frames: int = Field(3, ge=1, description="frames per clip searched for the speaker's face")
+    second_face_ratio: float = Field(0.5, gt=0, le=1, description="another face this large (area share of the "
+                                     "largest) makes a clip without a face position ambiguous: multiple_faces")
     crop_size: int = 224
     crop_margin: float = Field(0.4, ge=0)
     min_face_size: int = Field(60, ge=1)
     min_rms: float = Field(1e-3, ge=0, description="RMS of int16/32768 audio below which a clip counts as silent")
     detector: DetectorParams = DetectorParams()
+    min_seconds: float = Field(1.0, gt=0, description="clips with less audio are quarantined as too_short")
+    max_source_seconds: float = Field(4 * 3600.0, gt=0, description="longer containers are quarantined as too_long")
     shard_size: int = Field(1000, ge=1)
+    max_bad_shard_fraction: float = Field(0.1, ge=0, le=1, description="share of shards failing validation "
+                                          "above which the stage fails")
+    output_uri: str | None = Field(None, description="s3://bucket/prefix: each finished shard is also uploaded there")
     workers: int = 0
 
 

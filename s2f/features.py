@@ -1,7 +1,14 @@
-"""Compute face features and landmarks for every preprocessed sample, shard by shard, and fix the split."""
+"""Compute face features and landmarks for every preprocessed sample, shard by shard, and fix the split.
+
+Each feature shard is validated with Great Expectations as it is written (dimension, norm range, finite values,
+unique ids); a failing shard is moved to `quarantine/` with its result, and its samples leave the manifest. Like
+preprocessing, a shard is done once its record is written, so a rerun skips shards whose input shard is unchanged.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
 from functools import partial
 from pathlib import Path
 
@@ -11,7 +18,7 @@ import pandas as pd
 from s2f.config import FeaturesParams
 from s2f.faces.detect import FaceBox
 from s2f.faces.features import get_backend, landmarks_68
-from s2f.io.shards import read_shard, write_shard, write_table
+from s2f.io.shards import read_record, read_shard, work_key, write_record, write_shard, write_table
 from s2f.parallel import process_map
 from s2f.split import split_speakers
 
@@ -22,22 +29,48 @@ def _features_of(item: tuple[np.ndarray, np.ndarray], backend_name: str) -> tupl
     return get_backend(backend_name).embed(crop, face_box), landmarks_68(crop, face_box)
 
 
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, workers: int) -> pd.DataFrame:
     """Write `out_dir/features-*.npz` (sample_id, embedding, landmarks) and `manifest.parquet` with a split column."""
+    from s2f.validation import ShardRules, ShardValidator, feature_shard_frame, write_result
+
     manifest = pd.read_parquet(pre_dir / "manifest.parquet")
     work = partial(_features_of, backend_name=params.backend)
+    validator, failed = None, []
     with process_map(workers) as pmap:
         for shard in sorted(manifest["shard"].unique()):
-            arrays = read_shard(pre_dir / shard, ["sample_id", "face", "face_box"])
-            items = list(zip(arrays["face"], arrays["face_box"]))
-            results = pmap(work, items)
-            write_shard(out_dir / shard.replace("shard-", "features-"), {
-                "sample_id": arrays["sample_id"],
-                "embedding": np.stack([r[0] for r in results]),
-                "landmarks": np.stack([r[1] for r in results]),
-            })
-    manifest = manifest.assign(features_shard=manifest["shard"].str.replace("shard-", "features-"),
-                               backend=params.backend,
-                               split=split_speakers(manifest["speaker"], params.split.test_fraction, params.split.seed))
-    write_table(out_dir / "manifest.parquet", manifest)
-    return manifest
+            name = shard.replace("shard-", "features-")
+            key = work_key({"shard": _file_hash(pre_dir / shard), "backend": params.backend})
+            record = read_record(out_dir / name.replace(".npz", ".done.json"), key)
+            if record is None:
+                arrays = read_shard(pre_dir / shard, ["sample_id", "face", "face_box"])
+                results = pmap(work, list(zip(arrays["face"], arrays["face_box"])))
+                features = {"sample_id": arrays["sample_id"], "embedding": np.stack([r[0] for r in results]),
+                            "landmarks": np.stack([r[1] for r in results])}
+                write_shard(out_dir / name, features)
+                validator = validator or ShardValidator(ShardRules())  # the dlib descriptor's dimension and norms
+                outcome = validator.validate("feature_shard", feature_shard_frame(features), name)
+                write_result(outcome, out_dir / "validation" / f"{Path(name).stem}.json")
+                if not outcome.success:
+                    (out_dir / "quarantine").mkdir(exist_ok=True)
+                    os.replace(out_dir / name, out_dir / "quarantine" / name)
+                record = {"success": outcome.success, "failures": outcome.failures}
+                write_record(out_dir / name.replace(".npz", ".done.json"), key, record)
+            if not record["success"]:
+                failed.append(shard)
+    if validator is not None:
+        validator.build_data_docs(out_dir / "validation" / "docs")
+    kept = manifest[~manifest["shard"].isin(failed)]
+    if failed:
+        print(f"features: {len(failed)} shards failed validation and were quarantined: {failed}")
+    kept = kept.assign(features_shard=kept["shard"].str.replace("shard-", "features-"), backend=params.backend,
+                       split=split_speakers(kept["speaker"], params.split.test_fraction, params.split.seed))
+    write_table(out_dir / "manifest.parquet", kept)
+    return kept

@@ -1,26 +1,32 @@
-"""Turn raw clips into training samples: a 6 s 16 kHz mono waveform and a 224×224 face crop per clip.
+"""Turn raw clips into training samples: a 6 s 16 kHz mono waveform and a 224×224 crop of the speaker's face.
 
 Each clip either becomes a sample or a rejection with a reason (for the quarantine table); one bad clip never stops
-the run. Work goes shard by shard (a chunk of `shard_size` manifest rows → one shard file), so memory stays bounded
-and a rerun can skip shards that are already written.
+the run. Clips are processed in parallel, but results are kept per shard (`shard_size` manifest rows → one shard
+file). A shard is validated with Great Expectations as it is written and counts as done only once its record is
+written, so a killed run resumes with the first unfinished shard and a rerun redoes only shards whose inputs changed.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import partial
+from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from s2f.audio import repeat_to_length
 from s2f.config import PreprocessParams
-from s2f.faces.detect import crop_face, detect_faces, largest_face
+from s2f.faces.detect import FaceBox, crop_face, detect_faces, face_at, is_ambiguous, largest_face
 from s2f.io import media
-from s2f.parallel import process_map
-from s2f.io.shards import quarantine_table, shard_name, write_shard, write_table
+from s2f.io.shards import (link_or_copy, quarantine_table, read_record, shard_index, shard_name, work_key,
+                           write_record, write_shard, write_table)
 
 
 @dataclass
@@ -34,72 +40,329 @@ class Sample:
     audio: np.ndarray         # (seconds·sr,) int16
     face: np.ndarray          # (crop, crop, 3) uint8
     face_box: np.ndarray      # (4,) int32: left, top, right, bottom inside the crop
-    stats: dict
+    frame_box: np.ndarray     # (4,) int32: the same face in the source frame
+    frame_size: np.ndarray    # (2,) int32: source frame width, height
+    stats: dict = field(default_factory=dict)
 
 
-def process_clip(path: Path, params: PreprocessParams) -> Sample | Rejection:
+@dataclass(frozen=True)
+class ClipJob:
+    """One manifest row, resolved: where its media is and what is known about the speaker's face."""
+
+    sample_id: str
+    speaker: str
+    clip: str
+    image: str | None = None
+    position: tuple[float, float] | None = None   # AVSpeech face centre, normalised to [0, 1]
+
+
+def _read_audio(path: Path, info: media.MediaInfo, params: PreprocessParams) -> np.ndarray | Rejection:
+    if not info.has_audio:
+        return Rejection("no_audio_stream")
+    if info.duration > params.max_source_seconds:
+        return Rejection("too_long", f"{info.duration:.0f} s > {params.max_source_seconds:.0f} s")
+    audio = media.read_audio(path, params.sample_rate, params.seconds)
+    if len(audio) < params.min_seconds * params.sample_rate:
+        return Rejection("too_short", f"{len(audio) / params.sample_rate:.2f} s of audio < {params.min_seconds} s")
+    rms = float(np.sqrt(np.mean((audio / 32768.0) ** 2)))
+    if rms < params.min_rms:
+        return Rejection("silent_audio", f"rms {rms:.2e} < {params.min_rms:.0e}")
+    return audio
+
+
+def _detect(frame: np.ndarray, params: PreprocessParams) -> list[FaceBox]:
+    """Faces in `frame`, searched at most `detector.max_side` pixels wide and mapped back to full resolution.
+
+    Why downscale: HOG time grows with the pixel count (3 s per 1080p frame here), while a face that the crop
+    would keep (≥ `min_face_size`) is still found at 640 px; the crop itself is cut from the full-resolution frame.
+    """
+    det = params.detector
+    scale = min(1.0, det.max_side / max(frame.shape[:2]))
+    small = frame if scale == 1.0 else np.asarray(Image.fromarray(frame).resize(
+        (round(frame.shape[1] * scale), round(frame.shape[0] * scale)), Image.Resampling.BILINEAR))
+    boxes = detect_faces(small, det.upsample, det.min_score, det.kind)
+    return [FaceBox(round(b.left / scale), round(b.top / scale), round(b.right / scale), round(b.bottom / scale),
+                    b.score) for b in boxes]
+
+
+def _speaker_face(frames: list[tuple[float, np.ndarray]], params: PreprocessParams,
+                  position: tuple[float, float] | None) -> tuple[float, np.ndarray, FaceBox] | Rejection:
+    """The best-scoring speaker face over the frames; without a face position, two comparable faces reject the clip."""
+    found, faces_elsewhere = [], 0
+    for at, frame in frames:
+        boxes = _detect(frame, params)
+        if position is not None:
+            box = face_at(boxes, position[0] * frame.shape[1], position[1] * frame.shape[0])
+            faces_elsewhere += box is None and bool(boxes)
+        elif is_ambiguous(boxes, params.second_face_ratio):
+            return Rejection("multiple_faces", f"{len(boxes)} faces of similar size at {at:.2f} s")
+        else:
+            box = largest_face(boxes)
+        if box is not None:
+            found.append((at, frame, box))
+    if not found:
+        if faces_elsewhere:
+            return Rejection("no_face_at_position", f"faces found, none at x={position[0]:.2f} y={position[1]:.2f}")
+        times = ", ".join(f"{at:.2f}" for at, _ in frames)
+        return Rejection("no_face", f"no face scoring ≥ {params.detector.min_score} at {times} s")
+    return max(found, key=lambda f: f[2].score)
+
+
+def _frames(path: Path, info: media.MediaInfo, image: Path | None, params: PreprocessParams) -> list[tuple[float, np.ndarray]] | Rejection:
+    if image is not None:
+        return [(0.0, media.read_image(image))]
+    if not info.has_video:
+        return Rejection("no_video_stream")
+    return media.read_frames(path, params.face_frames, min(info.duration, params.seconds))
+
+
+def process_clip(path: Path, params: PreprocessParams, image: Path | None = None,
+                 position: tuple[float, float] | None = None) -> Sample | Rejection:
+    """One clip (and optionally a separate face photo) → a sample, or the reason it cannot be one."""
     try:
         info = media.probe(path)
-        if not info.has_audio:
-            return Rejection("no_audio_stream")
-        if not info.has_video:
-            return Rejection("no_video_stream")
-        audio = media.read_audio(path, params.sample_rate, params.seconds)
-        if len(audio) < params.sample_rate // 2:
-            return Rejection("too_short", f"{len(audio) / params.sample_rate:.2f} s of audio")
-        rms = float(np.sqrt(np.mean((audio / 32768.0) ** 2)))
-        if rms < params.min_rms:
-            return Rejection("silent_audio", f"rms {rms:.2e} < {params.min_rms:.0e}")
-        frame = media.read_frame(path, min(params.face_time, info.duration / 2))
+        audio = _read_audio(path, info, params)
+        if isinstance(audio, Rejection):
+            return audio
+        frames = _frames(path, info, image, params)
+        if isinstance(frames, Rejection):
+            return frames
     except media.MediaError as err:
         return Rejection(err.reason, err.detail)
     except subprocess.TimeoutExpired:
         return Rejection("timeout")
-    box = largest_face(detect_faces(frame, params.detector.upsample, params.detector.min_score))
-    if box is None:
-        return Rejection("no_face", f"no face scoring ≥ {params.detector.min_score} in the frame at {params.face_time} s")
+    chosen = _speaker_face(frames, params, position)
+    if isinstance(chosen, Rejection):
+        return chosen
+    at, frame, box = chosen
     if min(box.width, box.height) < params.min_face_size:
         return Rejection("face_too_small", f"{box.width}×{box.height} px < {params.min_face_size} px")
     crop, inner = crop_face(frame, box, params.crop_size, params.crop_margin)
+    rms = float(np.sqrt(np.mean((audio / 32768.0) ** 2)))
+    stats = {"duration_s": info.duration, "audio_rate": info.audio_rate, "audio_samples": len(audio),
+             "audio_rms": rms, "frame_width": frame.shape[1], "frame_height": frame.shape[0],
+             "face_time": at, "face_score": box.score, "face_size": min(box.width, box.height)}
     samples = int(params.seconds * params.sample_rate)
-    stats = {"duration_s": info.duration, "audio_rate": info.audio_rate, "audio_samples": len(audio), "audio_rms": rms,
-             "frame_width": frame.shape[1], "frame_height": frame.shape[0], "face_score": box.score,
-             "face_size": min(box.width, box.height)}
     return Sample(repeat_to_length(audio, samples).astype(np.int16), crop,
-                  np.array([inner.left, inner.top, inner.right, inner.bottom], np.int32), stats)
+                  np.array([inner.left, inner.top, inner.right, inner.bottom], np.int32),
+                  np.array(_inside(box, frame.shape[1], frame.shape[0]), np.int32),
+                  np.array([frame.shape[1], frame.shape[0]], np.int32), stats)
 
 
-def _process_row(row: dict, raw_dir: Path, params: PreprocessParams) -> tuple[dict, Sample | Rejection]:
-    return row, process_clip(raw_dir / row["clip"], params)
+def _inside(box: FaceBox, width: int, height: int) -> list[int]:
+    """The face box clipped to the frame (HOG boxes may reach past an edge; the crop pads with black instead)."""
+    return [max(box.left, 0), max(box.top, 0), min(box.right, width), min(box.bottom, height)]
+
+
+# ---------------------------------------------------------------------------------------------- the corpus, by shard
+
+def _jobs(manifest: pd.DataFrame) -> list[ClipJob]:
+    def optional(row: dict, key: str):
+        value = row.get(key)
+        return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
+
+    jobs = []
+    for row in manifest.sort_values("sample_id").to_dict("records"):
+        x, y = optional(row, "face_x"), optional(row, "face_y")
+        jobs.append(ClipJob(str(row["sample_id"]), str(row["speaker"]), str(row["clip"]), optional(row, "image"),
+                            (float(x), float(y)) if x is not None and y is not None else None))
+    return jobs
+
+
+def _run_job(job: ClipJob, raw_dir: Path, cache_dir: Path, params: PreprocessParams) -> Sample | Rejection:
+    from s2f.io.storage import StorageError, localize
+
+    try:
+        clip = localize(job.clip, raw_dir, cache_dir)
+        image = localize(job.image, raw_dir, cache_dir) if job.image else None
+    except StorageError as err:
+        return Rejection(err.reason, str(err))
+    return process_clip(clip, params, image, job.position)
+
+
+def _identity(job: ClipJob, raw_dir: Path) -> dict:
+    """What a clip's result depends on besides params: its row and, for a local file, its size and mtime."""
+    ident = {"row": job.__dict__}
+    for key, value in (("clip", job.clip), ("image", job.image)):
+        path = raw_dir / value if value and not value.startswith("s3://") else None
+        if path is not None and path.exists():
+            st = path.stat()
+            ident[key] = (st.st_size, st.st_mtime_ns)
+    return ident
+
+
+def shaping_params(params: PreprocessParams) -> dict:
+    """The params that change a shard's content (not where it goes or how many processes make it)."""
+    return params.model_dump(exclude={"workers", "output_uri", "max_bad_shard_fraction"})
+
+
+@dataclass
+class ShardResult:
+    name: str
+    accepted: list[dict]
+    rejected: list[dict]
+    validation: dict | None = None
+
+
+def _display(text: str) -> str:
+    """A path for tables and logs: undecodable bytes of a non-UTF-8 file name shown as \\xNN, not crashing parquet."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def _assemble(name: str, jobs: list[ClipJob], results: list[Sample | Rejection]) -> tuple[dict, list[dict], list[dict]]:
+    pairs = [(j, s) for j, s in zip(jobs, results) if isinstance(s, Sample)]
+    rejected = [{"sample_id": j.sample_id, "clip": _display(j.clip), "stage": "preprocess", "reason": s.reason,
+                 "detail": s.detail} for j, s in zip(jobs, results) if isinstance(s, Rejection)]
+    arrays = {
+        "sample_id": np.array([j.sample_id for j, _ in pairs], dtype=str),
+        "speaker": np.array([j.speaker for j, _ in pairs], dtype=str),
+        "audio": np.stack([s.audio for _, s in pairs]) if pairs else np.zeros((0, 0), np.int16),
+        "face": np.stack([s.face for _, s in pairs]) if pairs else np.zeros((0, 0, 0, 3), np.uint8),
+        "face_box": np.stack([s.face_box for _, s in pairs]) if pairs else np.zeros((0, 4), np.int32),
+        "frame_box": np.stack([s.frame_box for _, s in pairs]) if pairs else np.zeros((0, 4), np.int32),
+        "frame_size": np.stack([s.frame_size for _, s in pairs]) if pairs else np.zeros((0, 2), np.int32),
+    }
+    accepted = [{"sample_id": j.sample_id, "speaker": j.speaker, "clip": _display(j.clip), "shard": name,
+                 "index": i, **s.stats} for i, (j, s) in enumerate(pairs)]
+    return arrays, accepted, rejected
+
+
+class ShardWriter:
+    """Writes, validates, quarantines and (optionally) uploads finished shards; one per run, in the parent process."""
+
+    def __init__(self, work_dir: Path, params: PreprocessParams):
+        self.work_dir, self.params = work_dir, params
+        self._validator = None
+
+    @property
+    def validator(self):
+        """Created on first use: a Great Expectations context takes seconds, and a resumed run may need none."""
+        if self._validator is None:
+            from s2f.validation import ShardRules, ShardValidator
+
+            self._validator = ShardValidator(ShardRules.from_params(self.params))
+        return self._validator
+
+    def finish(self, name: str, key: str, jobs: list[ClipJob], results: list[Sample | Rejection]) -> ShardResult:
+        from s2f.validation import sample_shard_frame, write_result
+
+        arrays, accepted, rejected = _assemble(name, jobs, results)
+        arrays["sample_rate"] = np.array(self.params.sample_rate, np.int32)
+        validation = None
+        if accepted:
+            write_shard(self.work_dir / name, arrays)
+            outcome = self.validator.validate("sample_shard", sample_shard_frame(arrays), name)
+            validation = {"success": outcome.success, "failures": outcome.failures}
+            write_result(outcome, self.work_dir / "validation" / f"{Path(name).stem}.json")
+            if not outcome.success:
+                _move(self.work_dir / name, self.work_dir / "quarantine" / name)
+                rejected += [{"sample_id": a["sample_id"], "clip": a["clip"], "stage": "validate",
+                              "reason": "shard_validation_failed", "detail": "; ".join(outcome.failures)[:500]}
+                             for a in accepted]
+                accepted = []
+            elif self.params.output_uri:
+                from s2f.io.storage import upload_file
+
+                upload_file(self.work_dir / name, f"{self.params.output_uri.rstrip('/')}/{name}")
+        result = ShardResult(name, accepted, rejected, validation)
+        write_record(self.work_dir / record_name(name), key, result.__dict__)
+        return result
+
+    def docs(self) -> None:
+        """Data Docs for the shards validated in this run (a resumed run keeps the earlier run's pages)."""
+        if self._validator is not None:
+            self._validator.build_data_docs(self.work_dir / "validation" / "docs")
+
+
+def _move(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+
+
+def record_name(shard: str) -> str:
+    return shard.replace(".npz", ".done.json")
+
+
+def _imap(workers: int, fn, items: list) -> Iterator:
+    """Ordered results as they complete, from a process pool (or inline for one worker)."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    with Pool(workers) as pool:
+        yield from pool.imap(fn, items, chunksize=1)
+
+
+class TooManyBadShards(RuntimeError):
+    pass
 
 
 def preprocess_corpus(manifest: pd.DataFrame, raw_dir: Path, out_dir: Path, params: PreprocessParams,
-                      workers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Write `out_dir/shard-*.npz`, `manifest.parquet` and `quarantine.csv`; return (accepted, quarantined)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rows = manifest.sort_values("sample_id").to_dict("records")
-    chunks = [rows[i:i + params.shard_size] for i in range(0, len(rows), params.shard_size)]
-    accepted, rejected = [], []
-    work = partial(_process_row, raw_dir=raw_dir, params=params)
-    with process_map(workers) as pmap:
-        for index, chunk in enumerate(chunks):
-            results = pmap(work, chunk)
-            samples = [(r, s) for r, s in results if isinstance(s, Sample)]
-            rejected += [{"sample_id": r["sample_id"], "clip": r["clip"], "stage": "preprocess",
-                          "reason": s.reason, "detail": s.detail} for r, s in results if isinstance(s, Rejection)]
-            if not samples:
-                continue
-            name = shard_name(index)
-            write_shard(out_dir / name, {
-                "sample_id": np.array([r["sample_id"] for r, _ in samples]),
-                "audio": np.stack([s.audio for _, s in samples]),
-                "face": np.stack([s.face for _, s in samples]),
-                "face_box": np.stack([s.face_box for _, s in samples]),
-            })
-            accepted += [{"sample_id": r["sample_id"], "speaker": r["speaker"], "clip": r["clip"], "shard": name,
-                          "index": i, **s.stats} for i, (r, s) in enumerate(samples)]
-    accepted_df = pd.DataFrame(accepted)
-    quarantined = quarantine_table(rejected)
-    write_table(out_dir / "manifest.parquet", accepted_df)
+                      workers: int, work_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Write `out_dir/shard-*.npz`, `manifest.parquet`, `quarantine.csv` and `validation/`; return both tables.
+
+    `work_dir` (default `out_dir`) keeps finished shards and their records between runs: DVC empties a stage's
+    outputs before running it, so `dvc repro` resumes from a work folder outside them and the finished shards are
+    then hard-linked into `out_dir`.
+    """
+    work_dir = work_dir or out_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
+    jobs = _jobs(manifest)
+    chunks = [jobs[i:i + params.shard_size] for i in range(0, len(jobs), params.shard_size)]
+    shaping = shaping_params(params)
+    keys = [work_key({"params": shaping, "clips": [_identity(j, raw_dir) for j in chunk]}) for chunk in chunks]
+    names = [shard_name(i) for i in range(len(chunks))]
+    done = {i: read_record(work_dir / record_name(names[i]), keys[i]) for i in range(len(chunks))}
+    todo = [i for i in range(len(chunks)) if done[i] is None]
+    print(f"preprocess: {len(jobs)} clips in {len(chunks)} shards; {len(chunks) - len(todo)} already done, "
+          f"{len(todo)} to do with {workers} processes", flush=True)
+    writer = ShardWriter(work_dir, params)
+    flat = [(i, job) for i in todo for job in chunks[i]]
+    work = partial(_run_job, raw_dir=raw_dir, cache_dir=work_dir / "s3-cache", params=params)
+    pending: dict[int, list] = {i: [] for i in todo}
+    for (i, _), result in zip(flat, _imap(workers, work, [job for _, job in flat])):
+        pending[i].append(result)
+        if len(pending[i]) == len(chunks[i]):
+            done[i] = writer.finish(names[i], keys[i], chunks[i], pending.pop(i)).__dict__
+            print(f"preprocess: {names[i]} done: {len(done[i]['accepted'])} accepted", flush=True)
+    shutil.rmtree(work_dir / "s3-cache", ignore_errors=True)
+    return _publish(done, names, work_dir, out_dir, params, writer)
+
+
+def _publish(done: dict[int, dict], names: list[str], work_dir: Path, out_dir: Path, params: PreprocessParams,
+             writer: ShardWriter) -> tuple[pd.DataFrame, pd.DataFrame]:
+    records = [done[i] for i in range(len(names))]
+    accepted = pd.DataFrame([row for r in records for row in r["accepted"]])
+    quarantined = quarantine_table([row for r in records for row in r["rejected"]])
+    validated = [r for r in records if r.get("validation")]
+    bad = [r["name"] for r in validated if not r["validation"]["success"]]
+    _remove_stale(work_dir, len(names))
+    writer.docs()
+    write_record(work_dir / "validation" / "summary.json", "", {
+        "shards": len(names), "validated": len(validated), "failed_validation": bad,
+        "data_docs": "validation/docs/index.html"})
+    if out_dir != work_dir:
+        _link_outputs(work_dir, out_dir, [r["name"] for r in records if r["accepted"]], bad)
+    write_table(out_dir / "manifest.parquet", accepted)
     write_table(out_dir / "quarantine.csv", quarantined)
-    return accepted_df, quarantined
+    if validated and len(bad) / len(validated) > params.max_bad_shard_fraction:
+        raise TooManyBadShards(f"{len(bad)} of {len(validated)} shards failed validation "
+                               f"(> max_bad_shard_fraction {params.max_bad_shard_fraction}): {', '.join(bad)}; "
+                               f"see {out_dir / 'validation'}")
+    return accepted, quarantined
+
+
+def _remove_stale(work_dir: Path, count: int) -> None:
+    """Shards beyond this corpus's count are left from a larger earlier run: remove them and their records."""
+    for path in list(work_dir.glob("shard-*.npz")) + list(work_dir.glob("shard-*.done.json")):
+        if shard_index(path.name.split(".")[0]) >= count:
+            path.unlink()
+
+
+def _link_outputs(work_dir: Path, out_dir: Path, shards: list[str], bad: list[str]) -> None:
+    """Hard-link finished shards into the output (a copy across file systems): shards are never modified in place."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in shards:
+        link_or_copy(work_dir / name, out_dir / name)
+    for name in bad:
+        link_or_copy(work_dir / "quarantine" / name, out_dir / "quarantine" / name)
+    shutil.copytree(work_dir / "validation", out_dir / "validation", dirs_exist_ok=True)

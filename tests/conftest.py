@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from s2f.io.media import ffmpeg_exe
+from tests.s3_server import s3_env, s3_server  # noqa: F401  (fixtures: a moto S3 server on 127.0.0.1)
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

@@ -1,15 +1,23 @@
-"""Bad inputs land in quarantine with a reason while the rest of the run succeeds."""
+"""Bad inputs land in quarantine with a reason while the rest of the run succeeds; odd but usable inputs are kept."""
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
 
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
+from skimage import data as skdata
 
 from s2f.config import PreprocessParams
-from s2f.io.shards import read_shard
-from s2f.preprocess import preprocess_corpus
-from tests.conftest import ffmpeg
+from s2f.io.shards import read_record, read_shard
+from s2f.preprocess import Rejection, Sample, preprocess_corpus, process_clip, record_name
+from tests.conftest import ROOT, ffmpeg
 
 
 @pytest.fixture()
@@ -22,11 +30,13 @@ def corpus_with_bad_clips(tmp_path, demo_clips):
     data = good.read_bytes()
     (bad / "truncated.mp4").write_bytes(data[: len(data) // 3])
     ffmpeg("-i", str(good), "-an", "-c:v", "copy", str(bad / "no_audio.mp4"))
+    ffmpeg("-i", str(good), "-vn", "-c:a", "copy", str(bad / "no_video.m4a"))
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:s=320x320:d=3:r=5", "-f", "lavfi", "-i", "sine=frequency=300:duration=3",
            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(bad / "no_face.mp4"))
     (bad / "empty.mp4").write_bytes(b"")
-    extra = pd.DataFrame([{"sample_id": n, "clip": f"clips/{n}.mp4", "speaker": "bad"}
-                          for n in ("truncated", "no_audio", "no_face", "empty")])
+    extra = pd.DataFrame([{"sample_id": n, "clip": f"clips/{n}{ext}", "speaker": "bad"} for n, ext in
+                          (("truncated", ".mp4"), ("no_audio", ".mp4"), ("no_video", ".m4a"), ("no_face", ".mp4"),
+                           ("empty", ".mp4"))])
     return raw, pd.concat([manifest, extra], ignore_index=True), manifest
 
 
@@ -35,23 +45,159 @@ def test_bad_clips_are_quarantined_with_reasons_and_good_ones_kept(tmp_path, cor
     accepted, quarantined = preprocess_corpus(manifest, raw, tmp_path / "pre", PreprocessParams(shard_size=4), workers=2)
     assert sorted(accepted["sample_id"]) == sorted(good["sample_id"])
     reasons = dict(zip(quarantined["sample_id"], quarantined["reason"]))
-    assert reasons == {"truncated": "unreadable_container", "no_audio": "no_audio_stream", "no_face": "no_face",
-                       "empty": "empty_file"}
+    assert reasons == {"truncated": "unreadable_container", "no_audio": "no_audio_stream",
+                       "no_video": "no_video_stream", "no_face": "no_face", "empty": "empty_file"}
     assert (quarantined["detail"].loc[quarantined["reason"] == "unreadable_container"].str.len() > 0).all()
     on_disk = pd.read_csv(tmp_path / "pre" / "quarantine.csv")
     assert set(on_disk["reason"]) == set(reasons.values())
-    # every accepted sample is in the shard the manifest names, at its index
+    # every accepted sample is in the shard the manifest names, at its index, and every shard passed validation
     for row in accepted.itertuples():
         shard = read_shard(tmp_path / "pre" / row.shard)
-        assert shard["sample_id"][row.index] == row.sample_id
+        assert shard["sample_id"][row.index] == row.sample_id and shard["speaker"][row.index] == row.speaker
         assert shard["audio"].shape[1] == 96000 and shard["face"].shape[1:] == (224, 224, 3)
+        assert int(shard["sample_rate"]) == 16000
+    summary = read_record(tmp_path / "pre" / "validation" / "summary.json", "")
+    assert summary["validated"] == accepted["shard"].nunique() and summary["failed_validation"] == []
+    assert (tmp_path / "pre" / "validation" / "docs" / "index.html").is_file()
 
 
 def test_short_clip_is_repeated_to_six_seconds(tmp_path, demo_clips):
     raw_dir, manifest = demo_clips
-    params = PreprocessParams()
-    accepted, _ = preprocess_corpus(manifest.head(1), raw_dir, tmp_path / "pre", params, workers=1)
+    accepted, _ = preprocess_corpus(manifest.head(1), raw_dir, tmp_path / "pre", PreprocessParams(), workers=1)
     audio = read_shard(tmp_path / "pre" / accepted["shard"].iloc[0])["audio"][0]
     n = int(accepted["audio_samples"].iloc[0])
     assert n < 6 * 16000  # the fixture's clips are 3-4.5 s
     np.testing.assert_array_equal(audio[n:2 * n][:16000], audio[:16000])
+
+
+def _with_audio(video: os.PathLike, out: os.PathLike, *audio_args: str) -> None:
+    """`video`'s picture with another audio track (lavfi source arguments)."""
+    ffmpeg("-i", str(video), *audio_args, "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
+           "-shortest", str(out))
+
+
+def _dominant_hz(audio: np.ndarray, rate: int = 16000) -> float:
+    """The strongest frequency in the first second (a 1 s FFT has 1 Hz bins)."""
+    return float(np.argmax(np.abs(np.fft.rfft(audio[:rate].astype(np.float64)))))
+
+
+@pytest.mark.parametrize("rate,channels", [(8000, 1), (48000, 2)])
+def test_any_sample_rate_and_channel_count_becomes_16k_mono(tmp_path, demo_clips, rate, channels):
+    raw_dir, manifest = demo_clips
+    clip = tmp_path / f"tone_{rate}_{channels}.mp4"
+    _with_audio(raw_dir / manifest["clip"].iloc[0], clip, "-f", "lavfi", "-i",
+                f"sine=frequency=440:sample_rate={rate}:duration=3", "-ac", str(channels), "-ar", str(rate))
+    sample = process_clip(clip, PreprocessParams())
+    assert isinstance(sample, Sample), sample
+    assert sample.stats["audio_rate"] == rate and sample.audio.shape == (96000,)
+    assert abs(_dominant_hz(sample.audio) - 440) <= 2  # the tone survives resampling at its pitch
+
+
+def test_silent_audio_is_quarantined(tmp_path, demo_clips):
+    raw_dir, manifest = demo_clips
+    clip = tmp_path / "silent.mp4"
+    _with_audio(raw_dir / manifest["clip"].iloc[0], clip, "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono")
+    result = process_clip(clip, PreprocessParams())
+    assert isinstance(result, Rejection) and result.reason == "silent_audio"
+
+
+def test_face_smaller_than_the_minimum_is_quarantined(demo_clips):
+    raw_dir, manifest = demo_clips
+    result = process_clip(raw_dir / manifest["clip"].iloc[0], PreprocessParams(min_face_size=400))
+    assert isinstance(result, Rejection) and result.reason == "face_too_small" and "400" in result.detail
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory):
+    """A real clip showing two people side by side (the astronaut photo and a mirrored, tinted copy)."""
+    face = skdata.astronaut()[:300, 100:400]
+    other = (face[:, ::-1] * np.array([0.8, 0.9, 1.0])).astype(np.uint8)
+    frame = np.concatenate([face, other], axis=1)  # 300 × 600
+    folder = tmp_path_factory.mktemp("two")
+    Image.fromarray(frame).save(folder / "frame.png")
+    ffmpeg("-loop", "1", "-framerate", "5", "-i", str(folder / "frame.png"), "-f", "lavfi", "-i",
+           "sine=frequency=200:duration=3", "-t", "3", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac",
+           str(folder / "two.mp4"))
+    return folder / "two.mp4", frame.shape
+
+
+def test_two_faces_without_a_position_are_ambiguous(two_faces):
+    clip, _ = two_faces
+    result = process_clip(clip, PreprocessParams())
+    assert isinstance(result, Rejection) and result.reason == "multiple_faces"
+
+
+@pytest.mark.parametrize("x", [0.25, 0.75])
+def test_the_face_position_picks_the_speaker_among_several(two_faces, x):
+    clip, (h, w, _) = two_faces
+    sample = process_clip(clip, PreprocessParams(), position=(x, 0.3))
+    assert isinstance(sample, Sample), sample
+    left, _, right, _ = sample.frame_box
+    assert left <= x * w <= right  # the chosen face is the one at the given position
+
+
+def test_hour_long_file_is_read_bounded(tmp_path):
+    """An hour of audio is ~115 MB at 16 kHz int16; the clip's 6 s must be all that is ever read into memory."""
+    Image.fromarray(skdata.astronaut()).save(tmp_path / "face.png")
+    clip = tmp_path / "hour.mkv"
+    ffmpeg("-loop", "1", "-framerate", "1", "-i", str(tmp_path / "face.png"), "-f", "lavfi", "-i",
+           "sine=frequency=300:sample_rate=8000:duration=3600", "-t", "3600", "-c:v", "mpeg4", "-q:v", "4",
+           "-c:a", "pcm_u8", str(clip))
+    tracemalloc.start()
+    sample = process_clip(clip, PreprocessParams())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert isinstance(sample, Sample), sample
+    assert sample.stats["duration_s"] > 3599 and sample.audio.shape == (96000,)
+    assert peak < 40e6  # bytes allocated by Python at the peak: frames and 6 s of audio, not the hour
+
+
+def test_non_utf8_file_name_is_processed_and_reported_readably(tmp_path, demo_clips):
+    from s2f.sources.local import from_folder
+
+    raw_dir, manifest = demo_clips
+    folder = tmp_path / "videos"
+    (folder / "spk").mkdir(parents=True)
+    name = os.fsdecode(b"caf\xe9-\xff.mp4")  # Latin-1 bytes: not valid UTF-8
+    shutil.copy(raw_dir / manifest["clip"].iloc[0], folder / "spk" / name)
+    found = from_folder(folder)
+    assert found["sample_id"].str.fullmatch(r"[A-Za-z0-9_.-]+").all()
+    accepted, _ = preprocess_corpus(found, folder, tmp_path / "pre", PreprocessParams(), workers=1)
+    assert len(accepted) == 1 and "\\xe9" in accepted["clip"].iloc[0]
+    assert pd.read_parquet(tmp_path / "pre" / "manifest.parquet")["clip"].iloc[0] == accepted["clip"].iloc[0]
+
+
+def test_a_killed_run_resumes_with_the_unfinished_shards(tmp_path, demo_clips):
+    """Kill preprocessing after its first shard; the rerun keeps that shard and ends as an uninterrupted run."""
+    raw_dir, manifest = demo_clips
+    manifest.to_csv(tmp_path / "manifest.csv", index=False)
+    work = tmp_path / "work"
+    script = ("import pandas as pd, pathlib as p; from s2f.config import PreprocessParams as P; "
+              "from s2f.preprocess import preprocess_corpus as run; "
+              f"run(pd.read_csv(r'{tmp_path / 'manifest.csv'}'), p.Path(r'{raw_dir}'), p.Path(r'{work}'), "
+              "P(shard_size=2), workers=1)")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    first = work / record_name("shard-00000.npz")
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists() and not (work / "manifest.parquet").exists()  # killed mid-run, one shard finished
+    stamp = (work / "shard-00000.npz").stat().st_mtime_ns
+    accepted, _ = preprocess_corpus(manifest, raw_dir, work, PreprocessParams(shard_size=2), workers=2)
+    assert (work / "shard-00000.npz").stat().st_mtime_ns == stamp  # not redone
+    fresh, _ = preprocess_corpus(manifest, raw_dir, tmp_path / "fresh", PreprocessParams(shard_size=2), workers=1)
+    pd.testing.assert_frame_equal(accepted, fresh)
+    for shard in fresh["shard"].unique():
+        a, b = read_shard(work / shard), read_shard(tmp_path / "fresh" / shard)
+        np.testing.assert_array_equal(a["audio"], b["audio"])
+        np.testing.assert_array_equal(a["face"], b["face"])
+
+
+def test_changed_params_redo_the_shards(tmp_path, demo_clips):
+    raw_dir, manifest = demo_clips
+    preprocess_corpus(manifest, raw_dir, tmp_path, PreprocessParams(shard_size=3), workers=1)
+    stamp = (tmp_path / "shard-00000.npz").stat().st_mtime_ns
+    preprocess_corpus(manifest, raw_dir, tmp_path, PreprocessParams(shard_size=3, crop_margin=0.3), workers=1)
+    assert (tmp_path / "shard-00000.npz").stat().st_mtime_ns != stamp

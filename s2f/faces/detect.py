@@ -33,19 +33,49 @@ class FaceBox:
         return dlib.rectangle(self.left, self.top, self.right, self.bottom)
 
 
-def detect_faces(image: np.ndarray, upsample: int = 0, min_score: float = 0.5) -> list[FaceBox]:
-    """All frontal faces the HOG detector finds with a score of at least `min_score`, best first.
+def detect_faces(image: np.ndarray, upsample: int = 0, min_score: float = 0.5, kind: str = "hog") -> list[FaceBox]:
+    """All faces the detector finds with a score of at least `min_score`, best first.
 
     Why a score threshold: on real photos upsampling adds low-score false positives (dlib's HOG scores a real face
-    above ~1 and clutter around 0.1), so the threshold, not the upsampling, decides what is a face.
+    above ~1 and clutter around 0.1), so the threshold, not the upsampling, decides what is a face. `kind="cnn"`
+    is dlib's MMOD CNN: it also finds turned heads, at about 2 s per frame on a CPU.
     """
-    rects, scores, _ = dlib_models.hog_detector().run(np.ascontiguousarray(image), upsample, min_score)
-    boxes = [FaceBox(r.left(), r.top(), r.right(), r.bottom(), float(s)) for r, s in zip(rects, scores)]
+    image = np.ascontiguousarray(image)
+    if kind == "cnn":
+        found = [(d.rect, d.confidence) for d in dlib_models.cnn_detector()(image, upsample)]
+    elif kind == "hog":
+        rects, scores, _ = dlib_models.hog_detector().run(image, upsample, min_score)
+        found = list(zip(rects, scores))
+    else:
+        raise ValueError(f"unknown face detector {kind!r}: use 'hog' or 'cnn'")
+    boxes = [FaceBox(r.left(), r.top(), r.right(), r.bottom(), float(s)) for r, s in found if s >= min_score]
     return sorted(boxes, key=lambda b: b.score, reverse=True)
 
 
 def largest_face(boxes: list[FaceBox]) -> FaceBox | None:
     return max(boxes, key=lambda b: b.width * b.height, default=None)
+
+
+def face_at(boxes: list[FaceBox], x: float, y: float) -> FaceBox | None:
+    """The face at pixel (x, y): the box containing it, else the nearest whose centre is within one face width.
+
+    Why: AVSpeech gives the speaker's face position for each segment; when several people are on screen, that
+    point, not the size, says which face goes with the voice.
+    """
+    def distance(b: FaceBox) -> float:
+        return float(np.hypot((b.left + b.right) / 2 - x, (b.top + b.bottom) / 2 - y))
+
+    inside = [b for b in boxes if b.left <= x <= b.right and b.top <= y <= b.bottom]
+    if inside:
+        return min(inside, key=distance)
+    near = [b for b in boxes if distance(b) <= max(b.width, b.height)]
+    return min(near, key=distance, default=None)
+
+
+def is_ambiguous(boxes: list[FaceBox], second_face_ratio: float) -> bool:
+    """True when a second face is at least `second_face_ratio` of the largest one's area: whose voice is it?"""
+    areas = sorted((b.width * b.height for b in boxes), reverse=True)
+    return len(areas) > 1 and areas[1] >= second_face_ratio * areas[0]
 
 
 def crop_face(image: np.ndarray, box: FaceBox, size: int = 224, margin: float = 0.4) -> tuple[np.ndarray, FaceBox]:

@@ -7,7 +7,10 @@ half-written shard behind.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,46 @@ import pandas as pd
 
 def shard_name(index: int, prefix: str = "shard") -> str:
     return f"{prefix}-{index:05d}.npz"
+
+
+def shard_index(name: str) -> int:
+    """The index in a shard file name (`shard-00042.npz` → 42)."""
+    return int(Path(name).stem.rsplit("-", 1)[1])
+
+
+def work_key(payload: object) -> str:
+    """A content hash of everything a shard's result depends on (its inputs and the params that shape it)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_record(path: Path, key: str) -> dict | None:
+    """The done-record of a shard if it exists and was made from the same inputs (`key`), else None.
+
+    Why records: a shard is finished only when its record is written (last, atomically), so a run killed mid-shard
+    redoes that shard and a rerun with changed inputs or params redoes exactly the shards they touch.
+    """
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if record.get("key") == key else None
+
+
+def write_record(path: Path, key: str, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"key": key, **payload}, indent=1, default=str))  # key order = column order
+    os.replace(tmp, path)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link `src` to `dst` (a copy across file systems). Safe because finished files are never modified."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -36,7 +79,7 @@ def write_table(path: Path, table: pd.DataFrame) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".csv":
-        table.to_csv(tmp, index=False)
+        table.to_csv(tmp, index=False, errors="surrogateescape")  # keeps non-UTF-8 file names byte-exact
     else:
         table.to_parquet(tmp, index=False)
     os.replace(tmp, path)

@@ -39,3 +39,14 @@ def write_curve(path: Path, rows: list[dict]) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def validate_manifest(manifest, out_dir: Path) -> None:
+    """Run the raw clip manifest suite; a failing manifest stops here, naming the failures (and the JSON result)."""
+    from s2f.validation import ShardRules, ShardValidator, write_result
+
+    outcome = ShardValidator(ShardRules()).validate("raw_manifest", manifest, "manifest")
+    write_result(outcome, out_dir / "manifest.json")
+    if not outcome.success:
+        raise SystemExit("the clip manifest failed validation:\n  " + "\n  ".join(outcome.failures)
+                         + f"\n(result: {out_dir / 'manifest.json'})")

@@ -1,6 +1,8 @@
-"""download: generate (demo) or fetch the raw clips and write their manifest.
+"""download: generate (demo), copy or reference (local) or fetch (avspeech) the raw clips; write their manifest.
 
-Reads the `data` section of params.yaml. Writes OUT/clips/* and OUT/manifest.csv.
+Reads the `data` section of params.yaml. Writes OUT/manifest.csv (one row per clip) and, for demo, avspeech and
+local with copy_clips, the media under OUT/clips/. The manifest is validated (unique safe sample ids, speakers
+present, face positions in [0, 1]) before anything downstream reads it.
 """
 
 from __future__ import annotations
@@ -10,15 +12,21 @@ from pathlib import Path
 from s2f.config import DataParams
 from s2f.io.shards import write_table
 from s2f.sources import fetch
-from s2f.stages.common import load_params, stage_parser
+from s2f.stages.common import load_params, stage_parser, validate_manifest
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--out", type=Path, default=Path("data/raw"))
+    parser.add_argument("--work", type=Path, default=Path("data/interim/download"),
+                        help="AVSpeech's ledger and clips survive here between runs (DVC empties OUT first)")
     args = parser.parse_args(argv)
     params: DataParams = load_params("data", args.params)
-    manifest = fetch(params, args.out)
+    try:
+        manifest = fetch(params, args.out, args.work)
+    except ValueError as err:
+        raise SystemExit(f"download: {err}") from None
+    validate_manifest(manifest, args.out / "validation")
     write_table(args.out / "manifest.csv", manifest)
     print(f"download: {len(manifest)} clips of {manifest['speaker'].nunique()} speakers from {params.source!r}")
 

@@ -1,17 +1,17 @@
-"""preprocess: clips → 6 s 16 kHz mono waveforms and 224×224 face crops in shards; rejects go to quarantine.
+"""preprocess: clips → 6 s 16 kHz mono waveforms and 224×224 face crops in validated shards; rejects to quarantine.
 
-Reads the `preprocess` section. Writes OUT/shard-*.npz, OUT/manifest.parquet, OUT/quarantine.csv and a summary
-metric (accepted count, rejections by reason).
+Reads the `preprocess` section. Writes OUT/shard-*.npz, OUT/manifest.parquet, OUT/quarantine.csv, OUT/validation/
+(a Great Expectations result per shard and Data Docs) and a summary metric (accepted count, rejections by reason).
+Finished shards are kept in WORK between runs, so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
 from s2f.config import PreprocessParams, resolve_workers
-from s2f.preprocess import preprocess_corpus
+from s2f.preprocess import TooManyBadShards, preprocess_corpus
+from s2f.sources import read_clip_manifest
 from s2f.stages.common import load_params, stage_parser, write_json
 
 
@@ -19,11 +19,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--raw", type=Path, default=Path("data/raw"))
     parser.add_argument("--out", type=Path, default=Path("data/preprocessed"))
+    parser.add_argument("--work", type=Path, default=Path("data/interim/preprocess"),
+                        help="finished shards survive here between runs (DVC empties OUT before the stage runs)")
     parser.add_argument("--summary", type=Path, default=Path("reports/preprocess.json"))
     args = parser.parse_args(argv)
     params: PreprocessParams = load_params("preprocess", args.params)
-    manifest = pd.read_csv(args.raw / "manifest.csv")
-    accepted, quarantined = preprocess_corpus(manifest, args.raw, args.out, params, resolve_workers(params.workers))
+    manifest = read_clip_manifest(args.raw / "manifest.csv")
+    try:
+        accepted, quarantined = preprocess_corpus(manifest, args.raw, args.out, params,
+                                                  resolve_workers(params.workers), work_dir=args.work)
+    except TooManyBadShards as err:
+        raise SystemExit(f"preprocess: {err}") from None
     if accepted.empty:
         raise SystemExit(f"preprocess: all {len(manifest)} clips were rejected; see {args.out / 'quarantine.csv'}")
     rejected = quarantined["reason"].value_counts().to_dict()

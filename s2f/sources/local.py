@@ -1,0 +1,156 @@
+"""The `local` source: media already on disk (or under `s3://`), described three ways.
+
+- `manifest`: a CSV with `clip` and `speaker` columns (optional: `sample_id`, `image`, `face_x`, `face_y`,
+  `gender`); relative paths are relative to the CSV's folder. `../shared/data/realsample/manifest.csv` is one.
+- `folder`: talking-face videos; the first sub-folder below the root names the speaker (VoxCeleb2's
+  `<id>/<video>/<n>.mp4` layout); a video directly in the root is its own speaker.
+- `voxceleb`: VoxCeleb audio (`<id>/<video>/<n>.wav|m4a`) joined by identity with VGGFace photos
+  (`<VGGFace name or id>/<n>.jpg`) through `vox1_meta.csv`/`vox2_meta.csv`; each utterance gets one photo of its
+  speaker, chosen round-robin so that photos are spread over utterances.
+
+With `copy_clips` the media is copied under the output folder, so DVC versions exactly what was trained on; without
+it the manifest names the files where they are (large corpora, or `s3://` URIs, which are never copied here).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from s2f.config import LocalSourceParams
+from s2f.sources.ids import safe_id
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v"}
+AUDIO_SUFFIXES = {".wav", ".m4a", ".flac", ".mp3", ".ogg"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def fetch_local(params: LocalSourceParams, out_dir: Path) -> pd.DataFrame:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if params.kind == "manifest":
+        manifest, base = from_manifest(_required(params.manifest, "manifest")), Path(params.manifest).parent
+    elif params.kind == "folder":
+        manifest, base = from_folder(Path(_required(params.folder, "folder"))), Path(params.folder)
+    else:
+        manifest = from_voxceleb(Path(_required(params.voxceleb_audio, "voxceleb_audio")),
+                                 Path(_required(params.vggface_images, "vggface_images")),
+                                 Path(_required(params.voxceleb_meta, "voxceleb_meta")))
+        base = Path("/")
+    return _place(manifest, base, out_dir, params.copy_clips)
+
+
+def _required(value: str | None, key: str) -> str:
+    if not value:
+        raise ValueError(f"data.local.{key} is required for this kind of local source")
+    return value
+
+
+def read_table(path: Path | str) -> pd.DataFrame:
+    """A CSV whose delimiter (comma or tab), BOM and padded cells vary between corpora, as stripped strings.
+
+    Object columns, not pandas' Arrow strings: a file name that is not valid UTF-8 must survive as Python's
+    surrogate escapes (Arrow refuses them).
+    """
+    table = pd.read_csv(path, sep=None, engine="python", dtype=object, encoding="utf-8-sig",
+                        encoding_errors="surrogateescape", skipinitialspace=True)
+    table.columns = [c.strip() for c in table.columns]
+    return table.apply(lambda col: col.str.strip())
+
+
+def from_manifest(path: Path | str) -> pd.DataFrame:
+    table = read_table(path)
+    missing = {"clip", "speaker"} - set(table.columns)
+    if missing:
+        raise ValueError(f"{path}: the manifest needs columns clip and speaker; missing {sorted(missing)}")
+    if "sample_id" not in table.columns:
+        table["sample_id"] = [safe_id(Path(c).stem) for c in table["clip"]]
+    for col in ("face_x", "face_y"):
+        if col in table.columns:
+            table[col] = pd.to_numeric(table[col], errors="coerce")
+    keep = [c for c in ("sample_id", "clip", "speaker", "image", "face_x", "face_y", "gender") if c in table.columns]
+    return _unique(table[keep], path)
+
+
+def from_folder(root: Path) -> pd.DataFrame:
+    if not root.is_dir():
+        raise ValueError(f"{root}: not a folder of videos")
+    rows = []
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()):
+        rel = path.relative_to(root)
+        speaker = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        rows.append({"sample_id": safe_id("__".join(rel.with_suffix("").parts)), "clip": str(rel),
+                     "speaker": safe_id(speaker)})
+    if not rows:
+        raise ValueError(f"{root}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    return _unique(pd.DataFrame(rows, dtype=object), root)  # object: non-UTF-8 names survive (see read_table)
+
+
+def voxceleb_identities(meta_csv: Path) -> pd.DataFrame:
+    """VoxCeleb id → VGGFace identity (and gender) from either VoxCeleb release's metadata file."""
+    meta = read_table(meta_csv)
+    vox = next((c for c in meta.columns if c.startswith("VoxCeleb")), None)
+    face = next((c for c in meta.columns if c.startswith("VGGFace")), None)
+    if vox is None or face is None:
+        raise ValueError(f"{meta_csv}: expected 'VoxCeleb… ID' and 'VGGFace… ID' columns, found {list(meta.columns)}")
+    gender = meta["Gender"] if "Gender" in meta.columns else None
+    return pd.DataFrame({"speaker": meta[vox], "face_id": meta[face], "gender": gender})
+
+
+def from_voxceleb(audio_root: Path, image_root: Path, meta_csv: Path) -> pd.DataFrame:
+    ids = voxceleb_identities(meta_csv).set_index("speaker")
+    rows, unmatched = [], set()
+    for speaker_dir in sorted(p for p in audio_root.iterdir() if p.is_dir()):
+        speaker = speaker_dir.name
+        photos = _files(image_root / ids.at[speaker, "face_id"], IMAGE_SUFFIXES) if speaker in ids.index else []
+        if not photos:
+            unmatched.add(speaker)
+            continue
+        for n, audio in enumerate(_files(speaker_dir, AUDIO_SUFFIXES)):
+            rel = audio.relative_to(audio_root)
+            rows.append({"sample_id": safe_id("__".join(rel.with_suffix("").parts)), "clip": str(audio.resolve()),
+                         "speaker": speaker, "image": str(photos[n % len(photos)].resolve()),
+                         "gender": ids.at[speaker, "gender"]})
+    if not rows:
+        raise ValueError(f"{audio_root}: no utterance has a matching photo folder under {image_root} "
+                         f"(identities without photos: {sorted(unmatched)[:5]})")
+    if unmatched:
+        print(f"local: {len(unmatched)} VoxCeleb identities have no photos and were skipped: {sorted(unmatched)[:5]}")
+    return _unique(pd.DataFrame(rows, dtype=object), audio_root)
+
+
+def _files(folder: Path, suffixes: set[str]) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+
+
+def _unique(table: pd.DataFrame, where: Path | str) -> pd.DataFrame:
+    dupes = table["sample_id"][table["sample_id"].duplicated()].tolist()
+    if dupes:
+        raise ValueError(f"{where}: sample ids must be unique; repeated: {dupes[:5]}")
+    return table.reset_index(drop=True)
+
+
+def _place(manifest: pd.DataFrame, base: Path, out_dir: Path, copy: bool) -> pd.DataFrame:
+    """Copy the media under `out_dir/clips` (copy=True) or point at it with absolute paths; s3:// stays a URI."""
+    manifest = manifest.copy()
+    for col in [c for c in ("clip", "image") if c in manifest.columns]:
+        manifest[col] = [_place_one(v, base, out_dir, copy) if isinstance(v, str) else v for v in manifest[col]]
+    return manifest
+
+
+def _place_one(value: str, base: Path, out_dir: Path, copy: bool) -> str:
+    if value.startswith("s3://"):
+        return value
+    src = (base / value).resolve()
+    if not copy:
+        return str(src)
+    inside = not Path(value).is_absolute() and ".." not in Path(value).parts
+    rel = Path(value) if inside else Path("clips") / Path(*src.parts[1:])
+    dst = out_dir / rel
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_file():
+        shutil.copy2(src, dst)
+    return str(rel)
