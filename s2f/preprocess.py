@@ -344,11 +344,15 @@ def _publish(done: dict[int, dict], names: list[str], work_dir: Path, out_dir: P
         _link_outputs(work_dir, out_dir, [r["name"] for r in records if r["accepted"]], bad)
     write_table(out_dir / "manifest.parquet", accepted)
     write_table(out_dir / "quarantine.csv", quarantined)
-    if validated and len(bad) / len(validated) > params.max_bad_shard_fraction:
-        raise TooManyBadShards(f"{len(bad)} of {len(validated)} shards failed validation "
-                               f"(> max_bad_shard_fraction {params.max_bad_shard_fraction}): {', '.join(bad)}; "
-                               f"see {out_dir / 'validation'}")
+    check_bad_shards(bad, len(validated), params.max_bad_shard_fraction, out_dir / "validation")
     return accepted, quarantined
+
+
+def check_bad_shards(bad: list[str], validated: int, max_fraction: float, where: Path) -> None:
+    """Fail loudly when more than `max_fraction` of the validated shards failed: then the data, not a clip, is bad."""
+    if validated and len(bad) / validated > max_fraction:
+        raise TooManyBadShards(f"{len(bad)} of {validated} shards failed validation (> max_bad_shard_fraction "
+                               f"{max_fraction}): {', '.join(bad)}; see {where}")
 
 
 def _remove_stale(work_dir: Path, count: int) -> None:

@@ -13,6 +13,7 @@ validation result, so `build_data_docs` can render them all as HTML at the end o
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,6 +265,8 @@ class ShardValidator:
     def __init__(self, rules: ShardRules | None = None) -> None:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)  # no INFO line per temporary docs dir
 
         self.rules = rules or ShardRules()
         self.context = gx.get_context(mode="ephemeral")

@@ -1,5 +1,6 @@
 """Bad inputs land in quarantine with a reason while the rest of the run succeeds; odd but usable inputs are kept."""
 
+import json
 import os
 import shutil
 import signal
@@ -201,3 +202,43 @@ def test_changed_params_redo_the_shards(tmp_path, demo_clips):
     stamp = (tmp_path / "shard-00000.npz").stat().st_mtime_ns
     preprocess_corpus(manifest, raw_dir, tmp_path, PreprocessParams(shard_size=3, crop_margin=0.3), workers=1)
     assert (tmp_path / "shard-00000.npz").stat().st_mtime_ns != stamp
+
+
+def test_clips_from_s3_and_shards_to_s3(tmp_path, demo_clips, s3_env):
+    """Raw clips under s3:// are fetched through boto3; finished shards are uploaded to `output_uri`."""
+    from s2f.io.storage import list_uris, upload_file
+
+    _, bucket = s3_env
+    raw_dir, manifest = demo_clips
+    rows = manifest.head(2).copy()
+    for clip in rows["clip"]:
+        upload_file(raw_dir / clip, f"s3://{bucket}/raw/{clip}")
+    rows["clip"] = [f"s3://{bucket}/raw/{c}" for c in rows["clip"]]
+    missing = pd.DataFrame([{"sample_id": "gone", "clip": f"s3://{bucket}/raw/gone.mp4", "speaker": "x"}])
+    params = PreprocessParams(shard_size=2, output_uri=f"s3://{bucket}/shards")
+    accepted, quarantined = preprocess_corpus(pd.concat([rows, missing]), tmp_path, tmp_path / "pre", params, workers=2)
+    assert sorted(accepted["sample_id"]) == sorted(rows["sample_id"])
+    assert quarantined.set_index("sample_id").at["gone", "reason"] == "s3_not_found"
+    assert list_uris(f"s3://{bucket}/shards/") == [f"s3://{bucket}/shards/{s}" for s in sorted(accepted["shard"].unique())]
+    assert not (tmp_path / "pre" / "s3-cache").exists()  # downloaded clips are not kept
+
+
+def test_a_shard_failing_validation_is_quarantined_and_too_many_fail_the_run(tmp_path, demo_clips):
+    """A shard that breaks its suite (here: a sample whose audio went silent after the checks) is moved aside with
+    its GX result; the run fails only when more than `max_bad_shard_fraction` of shards fail."""
+    from s2f.preprocess import ClipJob, ShardWriter, TooManyBadShards, check_bad_shards
+
+    raw_dir, manifest = demo_clips
+    params = PreprocessParams()
+    sample = process_clip(raw_dir / manifest["clip"].iloc[0], params)
+    sample.audio[:] = 0
+    writer = ShardWriter(tmp_path, params)
+    result = writer.finish("shard-00000.npz", "k", [ClipJob("a", "spk", "a.mp4")], [sample])
+    assert result.accepted == [] and result.rejected[0]["reason"] == "shard_validation_failed"
+    assert "audio_rms" in result.rejected[0]["detail"]
+    assert (tmp_path / "quarantine" / "shard-00000.npz").is_file() and not (tmp_path / "shard-00000.npz").exists()
+    saved = json.loads((tmp_path / "validation" / "shard-00000.json").read_text())
+    assert saved["success"] is False and saved["result"]["results"]
+    check_bad_shards(["shard-00000.npz"], 10, 0.1, tmp_path)  # 1 of 10: tolerated
+    with pytest.raises(TooManyBadShards, match="2 of 10 shards failed"):
+        check_bad_shards(["shard-00000.npz", "shard-00001.npz"], 10, 0.1, tmp_path)

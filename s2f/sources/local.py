@@ -60,6 +60,8 @@ def read_table(path: Path | str) -> pd.DataFrame:
 
 
 def from_manifest(path: Path | str) -> pd.DataFrame:
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: clip manifest not found")
     table = read_table(path)
     missing = {"clip", "speaker"} - set(table.columns)
     if missing:
