@@ -170,14 +170,20 @@ def _jobs(manifest: pd.DataFrame) -> list[ClipJob]:
 
 
 def _run_job(job: ClipJob, raw_dir: Path, cache_dir: Path, params: PreprocessParams) -> Sample | Rejection:
-    from s2f.io.storage import StorageError, localize
+    from s2f.io.storage import StorageError, is_s3, localize
 
+    fetched: list[Path] = []
     try:
         clip = localize(job.clip, raw_dir, cache_dir)
+        fetched += [clip] if is_s3(job.clip) else []
         image = localize(job.image, raw_dir, cache_dir) if job.image else None
+        fetched += [image] if job.image and is_s3(job.image) else []
+        return process_clip(clip, params, image, job.position)
     except StorageError as err:
         return Rejection(err.reason, str(err))
-    return process_clip(clip, params, image, job.position)
+    finally:  # only the clips in flight stay on local disk, never an S3 corpus
+        for path in fetched:
+            path.unlink(missing_ok=True)
 
 
 def _identity(job: ClipJob, raw_dir: Path) -> dict:
