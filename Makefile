@@ -5,7 +5,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test bench mlflow-ui lock clean
+.PHONY: setup demo test bench bench-preprocess mlflow-ui lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -20,6 +20,9 @@ test: setup          ## set up, then run the test suite
 bench: setup         ## benchmark: dvc repro from a clean clone, retrieval against chance, a no-op repro
 	python bench/demo_pipeline.py
 
+bench-preprocess: setup  ## benchmark: preprocessing clips/s (1 and all cores) vs a public-re-implementation-style baseline
+	python bench/preprocess_throughput.py
+
 mlflow-ui: setup     ## browse runs, curves, face grids and models at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --host 127.0.0.1 --port 5000
 
@@ -29,4 +32,4 @@ lock:                ## re-resolve requirements.in into requirements.lock in a s
 	/tmp/s2f-lock/bin/pip freeze --exclude-editable > requirements.lock
 
 clean:               ## remove pipeline outputs and the MLflow store (not .venv, not the DVC cache)
-	rm -rf data/raw data/preprocessed data/features models mlruns.db mlartifacts
+	rm -rf data/raw data/interim data/preprocessed data/features models mlruns.db mlartifacts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import shutil
 import socket
 import sqlite3
 import threading
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from yt_dlp.utils import DownloadError, ExtractorError
 
@@ -266,3 +268,24 @@ def test_downloads_only_the_segment_and_never_twice(tmp_path: Path, server: Serv
     assert len(server.requests) == before
     assert again.equals(manifest)
     assert json.loads((out / "fetch_summary.json").read_text())["skipped_done"] == 1
+
+
+def test_download_stage_keeps_its_ledger_outside_the_dvc_output(tmp_path: Path, server: Server) -> None:
+    """DVC deletes `data/raw` before rerunning `download`; the ledger in the work folder still prevents a refetch."""
+    import yaml
+
+    from s2f.stages import download
+
+    csv = write_csv(tmp_path / "av.csv", [f"{VID},1,4,0.5,0.5"])
+    p = params(csv, server.url + "/{youtube_id}.mp4")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"data": {"source": "avspeech", "avspeech": p.model_dump()}}))
+    out, work = tmp_path / "raw", tmp_path / "interim"
+    argv = ["--params", str(tmp_path / "params.yaml"), "--out", str(out), "--work", str(work)]
+    download.main(argv)
+    first = pd.read_csv(out / "manifest.csv")
+    assert first["clip"].tolist() == [f"clips/{VID}_1000_4000.mp4"] and (out / first["clip"].iloc[0]).is_file()
+    assert (work / "ledger.sqlite").is_file() and not (out / "ledger.sqlite").exists()
+    shutil.rmtree(out)  # what dvc repro does to a stage's outputs
+    before = len(server.requests)
+    download.main(argv)
+    assert len(server.requests) == before and (out / first["clip"].iloc[0]).is_file()
