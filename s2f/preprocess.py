@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,6 +28,9 @@ from s2f.faces.detect import FaceBox, crop_face, detect_faces, face_at, is_ambig
 from s2f.io import media
 from s2f.io.shards import (link_or_copy, quarantine_table, read_record, shard_index, shard_name, work_key,
                            write_record, write_shard, write_table)
+
+
+BLANK_CROP_STD = 2.0  # pixel std of a single-colour crop is ~0; any real face is far above (the shard suite agrees)
 
 
 @dataclass
@@ -64,10 +68,14 @@ def _read_audio(path: Path, info: media.MediaInfo, params: PreprocessParams) -> 
     audio = media.read_audio(path, params.sample_rate, params.seconds)
     if len(audio) < params.min_seconds * params.sample_rate:
         return Rejection("too_short", f"{len(audio) / params.sample_rate:.2f} s of audio < {params.min_seconds} s")
-    rms = float(np.sqrt(np.mean((audio / 32768.0) ** 2)))
+    rms = _rms(repeat_to_length(audio, int(params.seconds * params.sample_rate)))  # what the shard will hold
     if rms < params.min_rms:
         return Rejection("silent_audio", f"rms {rms:.2e} < {params.min_rms:.0e}")
     return audio
+
+
+def _rms(audio: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((audio / 32768.0) ** 2)))
 
 
 def _detect(frame: np.ndarray, params: PreprocessParams) -> list[FaceBox]:
@@ -124,6 +132,7 @@ def process_clip(path: Path, params: PreprocessParams, image: Path | None = None
         audio = _read_audio(path, info, params)
         if isinstance(audio, Rejection):
             return audio
+        stats_samples = len(audio)
         frames = _frames(path, info, image, params)
         if isinstance(frames, Rejection):
             return frames
@@ -135,18 +144,20 @@ def process_clip(path: Path, params: PreprocessParams, image: Path | None = None
     if isinstance(chosen, Rejection):
         return chosen
     at, frame, box = chosen
-    if min(box.width, box.height) < params.min_face_size:
-        return Rejection("face_too_small", f"{box.width}×{box.height} px < {params.min_face_size} px")
+    left, top, right, bottom = _inside(box, frame.shape[1], frame.shape[0])
+    size = min(right - left, bottom - top)  # of the face inside the frame: what the shard suite checks
+    if size < params.min_face_size:
+        return Rejection("face_too_small", f"{right - left}×{bottom - top} px < {params.min_face_size} px")
     crop, inner = crop_face(frame, box, params.crop_size, params.crop_margin)
-    rms = float(np.sqrt(np.mean((audio / 32768.0) ** 2)))
-    stats = {"duration_s": info.duration, "audio_rate": info.audio_rate, "audio_samples": len(audio),
-             "audio_rms": rms, "frame_width": frame.shape[1], "frame_height": frame.shape[0],
-             "face_time": at, "face_score": box.score, "face_size": min(box.width, box.height)}
-    samples = int(params.seconds * params.sample_rate)
-    return Sample(repeat_to_length(audio, samples).astype(np.int16), crop,
-                  np.array([inner.left, inner.top, inner.right, inner.bottom], np.int32),
-                  np.array(_inside(box, frame.shape[1], frame.shape[0]), np.int32),
-                  np.array([frame.shape[1], frame.shape[0]], np.int32), stats)
+    if crop.std() < BLANK_CROP_STD:
+        return Rejection("blank_face", f"crop pixel std {crop.std():.2f} < {BLANK_CROP_STD}")
+    audio = repeat_to_length(audio, int(params.seconds * params.sample_rate)).astype(np.int16)
+    stats = {"duration_s": info.duration, "audio_rate": info.audio_rate, "audio_samples": int(stats_samples),
+             "audio_rms": _rms(audio), "frame_width": frame.shape[1], "frame_height": frame.shape[0],
+             "face_time": at, "face_score": box.score, "face_size": size}
+    return Sample(audio, crop, np.array([inner.left, inner.top, inner.right, inner.bottom], np.int32),
+                  np.array([left, top, right, bottom], np.int32), np.array([frame.shape[1], frame.shape[0]], np.int32),
+                  stats)
 
 
 def _inside(box: FaceBox, width: int, height: int) -> list[int]:
@@ -162,7 +173,7 @@ def _jobs(manifest: pd.DataFrame) -> list[ClipJob]:
         return None if value is None or (isinstance(value, float) and np.isnan(value)) else value
 
     jobs = []
-    for row in manifest.sort_values("sample_id").to_dict("records"):
+    for row in manifest.to_dict("records"):  # manifest order: clips appended later only add shards at the end
         x, y = optional(row, "face_x"), optional(row, "face_y")
         jobs.append(ClipJob(str(row["sample_id"]), str(row["speaker"]), str(row["clip"]), optional(row, "image"),
                             (float(x), float(y)) if x is not None and y is not None else None))
@@ -170,20 +181,19 @@ def _jobs(manifest: pd.DataFrame) -> list[ClipJob]:
 
 
 def _run_job(job: ClipJob, raw_dir: Path, cache_dir: Path, params: PreprocessParams) -> Sample | Rejection:
-    from s2f.io.storage import StorageError, is_s3, localize
+    from s2f.io.storage import StorageError, localize
 
-    fetched: list[Path] = []
+    own_cache = cache_dir / f"job-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # no worker deletes another's download
     try:
-        clip = localize(job.clip, raw_dir, cache_dir)
-        fetched += [clip] if is_s3(job.clip) else []
-        image = localize(job.image, raw_dir, cache_dir) if job.image else None
-        fetched += [image] if job.image and is_s3(job.image) else []
+        clip = localize(job.clip, raw_dir, own_cache)
+        image = localize(job.image, raw_dir, own_cache) if job.image else None
         return process_clip(clip, params, image, job.position)
     except StorageError as err:
         return Rejection(err.reason, str(err))
+    except Exception as err:  # a bug or a library error on one odd clip must cost that clip, never the run
+        return Rejection("internal_error", repr(err)[:300])
     finally:  # only the clips in flight stay on local disk, never an S3 corpus
-        for path in fetched:
-            path.unlink(missing_ok=True)
+        shutil.rmtree(own_cache, ignore_errors=True)
 
 
 def _identity(job: ClipJob, raw_dir: Path) -> dict:
@@ -202,12 +212,22 @@ def shaping_params(params: PreprocessParams) -> dict:
     return params.model_dump(exclude={"workers", "output_uri", "max_bad_shard_fraction"})
 
 
+CODE = ["preprocess.py", "audio.py", "faces/detect.py", "io/media.py"]
+
+
+def code_fingerprint() -> str:
+    """A hash of the code that shapes a shard: a fix to it must redo finished shards, not republish them."""
+    root = Path(__file__).parent
+    return work_key([(name, (root / name).read_text()) for name in CODE])
+
+
 @dataclass
 class ShardResult:
     name: str
     accepted: list[dict]
     rejected: list[dict]
     validation: dict | None = None
+    uploaded_to: str | None = None
 
 
 def _display(text: str) -> str:
@@ -221,14 +241,14 @@ def _assemble(name: str, jobs: list[ClipJob], results: list[Sample | Rejection])
                  "detail": s.detail} for j, s in zip(jobs, results) if isinstance(s, Rejection)]
     arrays = {
         "sample_id": np.array([j.sample_id for j, _ in pairs], dtype=str),
-        "speaker": np.array([j.speaker for j, _ in pairs], dtype=str),
+        "speaker": np.array([_display(j.speaker) for j, _ in pairs], dtype=str),
         "audio": np.stack([s.audio for _, s in pairs]) if pairs else np.zeros((0, 0), np.int16),
         "face": np.stack([s.face for _, s in pairs]) if pairs else np.zeros((0, 0, 0, 3), np.uint8),
         "face_box": np.stack([s.face_box for _, s in pairs]) if pairs else np.zeros((0, 4), np.int32),
         "frame_box": np.stack([s.frame_box for _, s in pairs]) if pairs else np.zeros((0, 4), np.int32),
         "frame_size": np.stack([s.frame_size for _, s in pairs]) if pairs else np.zeros((0, 2), np.int32),
     }
-    accepted = [{"sample_id": j.sample_id, "speaker": j.speaker, "clip": _display(j.clip), "shard": name,
+    accepted = [{"sample_id": j.sample_id, "speaker": _display(j.speaker), "clip": _display(j.clip), "shard": name,
                  "index": i, **s.stats} for i, (j, s) in enumerate(pairs)]
     return arrays, accepted, rejected
 
@@ -255,6 +275,8 @@ class ShardWriter:
         arrays, accepted, rejected = _assemble(name, jobs, results)
         arrays["sample_rate"] = np.array(self.params.sample_rate, np.int32)
         validation = None
+        (self.work_dir / record_name(name)).unlink(missing_ok=True)  # no old record may vouch for new content
+        (self.work_dir / name).unlink(missing_ok=True)
         if accepted:
             write_shard(self.work_dir / name, arrays)
             outcome = self.validator.validate("sample_shard", sample_shard_frame(arrays), name)
@@ -266,13 +288,23 @@ class ShardWriter:
                               "reason": "shard_validation_failed", "detail": "; ".join(outcome.failures)[:500]}
                              for a in accepted]
                 accepted = []
-            elif self.params.output_uri:
-                from s2f.io.storage import upload_file
-
-                upload_file(self.work_dir / name, f"{self.params.output_uri.rstrip('/')}/{name}")
         result = ShardResult(name, accepted, rejected, validation)
+        result.uploaded_to = self.upload(name) if accepted else None
         write_record(self.work_dir / record_name(name), key, result.__dict__)
         return result
+
+    def upload(self, name: str) -> str | None:
+        """Copy a finished shard to `output_uri`; an S3 failure is reported and retried by the next run."""
+        if not self.params.output_uri:
+            return None
+        from s2f.io.storage import StorageError, join, upload_file
+
+        try:
+            upload_file(self.work_dir / name, join(self.params.output_uri, name))
+        except StorageError as err:
+            print(f"preprocess: {name} not uploaded ({err}); the next run retries", flush=True)
+            return None
+        return self.params.output_uri
 
     def docs(self) -> None:
         """Data Docs for the shards validated in this run (a resumed run keeps the earlier run's pages)."""
@@ -315,7 +347,9 @@ def preprocess_corpus(manifest: pd.DataFrame, raw_dir: Path, out_dir: Path, para
     jobs = _jobs(manifest)
     chunks = [jobs[i:i + params.shard_size] for i in range(0, len(jobs), params.shard_size)]
     shaping = shaping_params(params)
-    keys = [work_key({"params": shaping, "clips": [_identity(j, raw_dir) for j in chunk]}) for chunk in chunks]
+    code = code_fingerprint()
+    keys = [work_key({"params": shaping, "code": code, "clips": [_identity(j, raw_dir) for j in chunk]})
+            for chunk in chunks]
     names = [shard_name(i) for i in range(len(chunks))]
     done = {i: read_record(work_dir / record_name(names[i]), keys[i]) for i in range(len(chunks))}
     todo = [i for i in range(len(chunks)) if done[i] is None]
@@ -331,6 +365,10 @@ def preprocess_corpus(manifest: pd.DataFrame, raw_dir: Path, out_dir: Path, para
             done[i] = writer.finish(names[i], keys[i], chunks[i], pending.pop(i)).__dict__
             print(f"preprocess: {names[i]} done: {len(done[i]['accepted'])} accepted", flush=True)
     shutil.rmtree(work_dir / "s3-cache", ignore_errors=True)
+    for i, record in done.items():  # shards finished before output_uri was set, or whose upload failed
+        if record["accepted"] and params.output_uri and record.get("uploaded_to") != params.output_uri:
+            record["uploaded_to"] = writer.upload(names[i])
+            write_record(work_dir / record_name(names[i]), keys[i], {k: v for k, v in record.items() if k != "key"})
     return _publish(done, names, work_dir, out_dir, params, writer)
 
 
@@ -362,10 +400,11 @@ def check_bad_shards(bad: list[str], validated: int, max_fraction: float, where:
 
 
 def _remove_stale(work_dir: Path, count: int) -> None:
-    """Shards beyond this corpus's count are left from a larger earlier run: remove them and their records."""
-    for path in list(work_dir.glob("shard-*.npz")) + list(work_dir.glob("shard-*.done.json")):
-        if shard_index(path.name.split(".")[0]) >= count:
-            path.unlink()
+    """Shards beyond this corpus's count are left from a larger earlier run: remove them, their records, results."""
+    for folder in (work_dir, work_dir / "quarantine", work_dir / "validation"):
+        for path in folder.glob("shard-*"):
+            if shard_index(path.name.split(".")[0]) >= count:
+                path.unlink()
 
 
 def _link_outputs(work_dir: Path, out_dir: Path, shards: list[str], bad: list[str]) -> None:

@@ -118,8 +118,9 @@ def sample_shard_frame(arrays: dict[str, np.ndarray]) -> pd.DataFrame:
         "crop_height": np.full(n, face.shape[1] if face.ndim == 4 else 0),
         "crop_width": np.full(n, face.shape[2] if face.ndim == 4 else 0),
         **face_box,
-        "face_size": np.minimum(face_box["face_right"] - face_box["face_left"],
-                                face_box["face_bottom"] - face_box["face_top"]),
+        # min_face_size is a size in the source frame (params.yaml), so it is checked on the frame box
+        "face_size": np.minimum(frame_box["frame_right"] - frame_box["frame_left"],
+                                frame_box["frame_bottom"] - frame_box["frame_top"]),
         **frame_box,
         "frame_width": width,
         "frame_height": height,

@@ -115,7 +115,7 @@ def test_face_box_outside_the_frame_fails(validator):
 
 def test_too_small_face_fails(validator):
     arrays = sample_arrays()
-    arrays["face_box"][0] = [100, 100, 140, 180]  # 40 px wide < min_face_size 60
+    arrays["frame_box"][0] = [100, 100, 140, 180]  # 40 px wide in the frame < min_face_size 60
     outcome = check_sample_shard(validator, arrays)
     assert not outcome.success and failed_columns(outcome) == {"face_size"}
 

@@ -1,7 +1,7 @@
 """Read and write audio/video through the ffmpeg binary, one subprocess per operation.
 
 Why a subprocess rather than an in-process decoder: a corrupt file can at worst make ffmpeg exit non-zero, never crash
-or hang the stage, and every read is bounded (`-t`, `-frames:v 1`) so a long file is never loaded whole. The binary
+or hang the stage, and every read is bounded (`-t`, `-frames:v N`) so a long file is never loaded whole. The binary
 is the one pinned by `imageio-ffmpeg` (a static build from PyPI) unless `S2F_FFMPEG` names another, so encodes are
 the same on every machine. Arguments are passed as a list, never through a shell.
 """
@@ -37,6 +37,10 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+# A clip is always a local file (s3:// is fetched first): a playlist disguised as .mp4 must not make ffmpeg fetch URLs.
+LOCAL_ONLY = ["-protocol_whitelist", "file,pipe"]
+
+
 @dataclass(frozen=True)
 class MediaInfo:
     duration: float
@@ -58,7 +62,7 @@ def probe(path: Path, timeout: float = 30.0) -> MediaInfo:
         raise MediaError(path, "missing_file")
     if Path(path).stat().st_size == 0:
         raise MediaError(path, "empty_file")
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *LOCAL_ONLY, "-i", str(path)],
                           capture_output=True, text=True, errors="replace", timeout=timeout)
     text = proc.stderr
     duration = _DURATION.search(text)
@@ -85,20 +89,10 @@ def _run(cmd: list[str], path: Path, reason: str, timeout: float) -> bytes:
 
 def read_audio(path: Path, sample_rate: int, max_seconds: float, timeout: float = 60.0) -> np.ndarray:
     """The first audio stream as mono int16 at `sample_rate`, at most `max_seconds` long (bounded read)."""
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path), "-map", "0:a:0", "-t", f"{max_seconds}",
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", *LOCAL_ONLY, "-i", str(path), "-map", "0:a:0", "-t", f"{max_seconds}",
            "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
     raw = _run(cmd, path, "audio_decode_failed", timeout)
     return np.frombuffer(raw, dtype="<i2").copy()
-
-
-def read_frame(path: Path, at_seconds: float, timeout: float = 60.0) -> np.ndarray:
-    """One RGB video frame at `at_seconds` (seeked in the demuxer: decodes only from the nearest keyframe)."""
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-ss", f"{at_seconds:.3f}", "-i", str(path), "-map", "0:v:0",
-           "-frames:v", "1", "-f", "image2pipe", "-vcodec", "png", "pipe:1"]
-    raw = _run(cmd, path, "video_decode_failed", timeout)
-    if not raw:
-        raise MediaError(path, "video_decode_failed", f"no frame at {at_seconds:.2f} s")
-    return np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
 
 
 def read_frames(path: Path, count: int, span: float, timeout: float = 120.0) -> list[tuple[float, np.ndarray]]:
@@ -109,9 +103,10 @@ def read_frames(path: Path, count: int, span: float, timeout: float = 120.0) -> 
     frame's size, so rotated or odd-sized video needs no guessing.
     """
     step = span / count
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-ss", f"{step / 2:.3f}", "-i", str(path), "-map", "0:v:0",
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-ss", f"{step / 2:.3f}", *LOCAL_ONLY, "-i", str(path),
+           "-map", "0:v:0",
            "-t", f"{span:.3f}", "-vf", f"fps={count}/{span:.6f}", "-frames:v", str(count),
-           "-f", "image2pipe", "-vcodec", "ppm", "pipe:1"]
+           "-pix_fmt", "rgb24", "-f", "image2pipe", "-vcodec", "ppm", "pipe:1"]  # 8-bit even from 10-bit video
     frames = _split_ppm(_run(cmd, path, "video_decode_failed", timeout))
     if not frames:
         raise MediaError(path, "video_decode_failed", f"no frame in the first {span:.2f} s")

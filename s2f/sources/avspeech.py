@@ -26,6 +26,7 @@ import math
 import re
 import shutil
 import sqlite3
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -63,8 +64,9 @@ class Segment:
 
     @property
     def sample_id(self) -> str:
-        """`<id>_<start ms>_<end ms>`: unique per section and safe as a filename (the id is validated)."""
-        return f"{self.youtube_id}_{self.start * 1000:.0f}_{self.end * 1000:.0f}"
+        """`yt<id>_<start ms>_<end ms>`: unique per section and safe as a filename (the id is validated); the
+        prefix keeps ids that start with `-` or `_` (1 in 32 YouTube ids) from looking like options."""
+        return f"yt{self.youtube_id}_{self.start * 1000:.0f}_{self.end * 1000:.0f}"
 
 
 class RowError(ValueError):
@@ -429,12 +431,14 @@ def fetch_segment(segment: Segment, out_path: Path, params: AvspeechSourceParams
                       ydl_options(params, segment, work_dir, log))
         except (yt_dlp.utils.YoutubeDLError, OSError) as err:
             raise classify(err) from err
+        except Exception as err:  # an extractor bug must cost this segment, not the run
+            raise FetchFailure("download_failed", repr(err)[:300]) from err
         produced = sorted(work_dir.glob("*.mp4"))
         if not produced:
             raise FetchFailure("download_failed", log.last_error or "yt-dlp produced no mp4")
         try:
             probe(produced[0])
-        except MediaError as err:
+        except (MediaError, subprocess.TimeoutExpired) as err:
             raise FetchFailure("download_failed", str(err)) from err
         produced[0].replace(out_path)
     finally:

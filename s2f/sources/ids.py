@@ -16,7 +16,7 @@ def safe_id(text: str) -> str:
     Why bytes: a file name that is not valid UTF-8 reaches Python as surrogate escapes; `os.fsencode` gives back
     its real bytes, so the id is stable across runs.
     """
-    cleaned = _UNSAFE.sub("_", text).strip("_.") or "clip"
+    cleaned = _UNSAFE.sub("_", text).strip("_.-") or "clip"  # never a leading "-" (an option)
     if cleaned == text:
         return text
     digest = hashlib.sha1(os.fsencode(text)).hexdigest()[:8]

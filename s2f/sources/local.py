@@ -66,8 +66,11 @@ def from_manifest(path: Path | str) -> pd.DataFrame:
     missing = {"clip", "speaker"} - set(table.columns)
     if missing:
         raise ValueError(f"{path}: the manifest needs columns clip and speaker; missing {sorted(missing)}")
-    if "sample_id" not in table.columns:
-        table["sample_id"] = [safe_id(Path(c).stem) for c in table["clip"]]
+    empty = table["clip"].isna() | table["speaker"].isna()
+    if empty.any():
+        raise ValueError(f"{path}: rows {list(table.index[empty][:5])} have no clip or no speaker")
+    if "sample_id" not in table.columns:  # every path part: VoxCeleb's <id>/<video>/00001.mp4 repeats the stem
+        table["sample_id"] = [safe_id("__".join(Path(c).with_suffix("").parts).lstrip("_.")) for c in table["clip"]]
     for col in ("face_x", "face_y"):
         if col in table.columns:
             table[col] = pd.to_numeric(table[col], errors="coerce")
@@ -101,7 +104,10 @@ def voxceleb_identities(meta_csv: Path) -> pd.DataFrame:
 
 
 def from_voxceleb(audio_root: Path, image_root: Path, meta_csv: Path) -> pd.DataFrame:
-    ids = voxceleb_identities(meta_csv).set_index("speaker")
+    for path in (audio_root, image_root, meta_csv):
+        if not path.exists():
+            raise ValueError(f"{path}: not found")
+    ids = voxceleb_identities(meta_csv).dropna(subset=["face_id"]).drop_duplicates("speaker").set_index("speaker")
     rows, unmatched = [], set()
     for speaker_dir in sorted(p for p in audio_root.iterdir() if p.is_dir()):
         speaker = speaker_dir.name

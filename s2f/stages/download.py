@@ -1,7 +1,7 @@
 """download: generate (demo), copy or reference (local) or fetch (avspeech) the raw clips; write their manifest.
 
 Reads the `data` section of params.yaml. Writes OUT/manifest.csv (one row per clip) and, for demo, avspeech and
-local with copy_clips, the media under OUT/clips/. The manifest is validated (unique safe sample ids, speakers
+local with copy_clips, the media under OUT (local media keeps its relative layout). The manifest is validated (unique safe sample ids, speakers
 present, face positions in [0, 1]) before anything downstream reads it.
 """
 

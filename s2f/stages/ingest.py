@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from s2f.config import (AvspeechSourceParams, DataParams, FeaturesParams, LocalSourceParams, PreprocessParams,
-                        load_section, resolve_workers)
+                        resolve_workers)
 from s2f.features import compute_features
 from s2f.io.shards import write_table
 from s2f.preprocess import TooManyBadShards, preprocess_corpus

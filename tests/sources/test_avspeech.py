@@ -109,7 +109,7 @@ def test_reads_the_real_csv_formats(name: str, valid: int, rejected: dict) -> No
     assert all(len(s.youtube_id) == 11 and 0 <= s.start < s.end for s in segments)
     if name.endswith("mitali72.csv"):
         assert segments[0] == Segment("PmD-LzPS2rg", 282.5823, 285.5853, 0.371875, 0.425, 0)  # BOM stripped
-        assert segments[0].sample_id == "PmD-LzPS2rg_282582_285585"
+        assert segments[0].sample_id == "ytPmD-LzPS2rg_282582_285585"
 
 
 def test_bad_rows_are_rejected_before_any_request(tmp_path: Path, server: Server) -> None:
@@ -255,11 +255,11 @@ def test_downloads_only_the_segment_and_never_twice(tmp_path: Path, server: Serv
     p = params(csv, server.url + "/{youtube_id}.mp4")
     out = tmp_path / "out"
     manifest = fetch_avspeech(p, out)
-    assert manifest.to_dict("records") == [{"sample_id": f"{VID}_2000_5000", "clip": f"clips/{VID}_2000_5000.mp4",
+    assert manifest.to_dict("records") == [{"sample_id": f"yt{VID}_2000_5000", "clip": f"clips/yt{VID}_2000_5000.mp4",
                                             "speaker": VID, "face_x": 0.25, "face_y": 0.75}]
     info = probe(out / manifest["clip"].iloc[0])
     assert abs(info.duration - 3.0) < 0.25 and info.has_video and info.has_audio
-    assert sorted(p.name for p in (out / "clips").iterdir()) == [f"{VID}_2000_5000.mp4"]  # no leftovers
+    assert sorted(p.name for p in (out / "clips").iterdir()) == [f"yt{VID}_2000_5000.mp4"]  # no leftovers
     summary = json.loads((out / "fetch_summary.json").read_text())
     assert (summary["done"], summary["fetched_now"], summary["failed"]) == (1, 1, {"video_unavailable": 1})
 
@@ -283,7 +283,7 @@ def test_download_stage_keeps_its_ledger_outside_the_dvc_output(tmp_path: Path, 
     argv = ["--params", str(tmp_path / "params.yaml"), "--out", str(out), "--work", str(work)]
     download.main(argv)
     first = pd.read_csv(out / "manifest.csv")
-    assert first["clip"].tolist() == [f"clips/{VID}_1000_4000.mp4"] and (out / first["clip"].iloc[0]).is_file()
+    assert first["clip"].tolist() == [f"clips/yt{VID}_1000_4000.mp4"] and (out / first["clip"].iloc[0]).is_file()
     assert (work / "ledger.sqlite").is_file() and not (out / "ledger.sqlite").exists()
     shutil.rmtree(out)  # what dvc repro does to a stage's outputs
     before = len(server.requests)
