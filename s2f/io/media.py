@@ -105,7 +105,7 @@ def read_frames(path: Path, count: int, span: float, timeout: float = 120.0) -> 
     step = span / count
     cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-ss", f"{step / 2:.3f}", *LOCAL_ONLY, "-i", str(path),
            "-map", "0:v:0",
-           "-t", f"{span:.3f}", "-vf", f"fps={count}/{span:.6f}", "-frames:v", str(count),
+           "-t", f"{span:.3f}", "-vf", f"fps={count}/{span:.6f}:eof_action=pass", "-frames:v", str(count),
            "-pix_fmt", "rgb24", "-f", "image2pipe", "-vcodec", "ppm", "pipe:1"]  # 8-bit even from 10-bit video
     frames = _split_ppm(_run(cmd, path, "video_decode_failed", timeout))
     if not frames:
