@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import exit_on_missed_targets, print_table, save_results  # noqa: E402
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, str]:
@@ -61,22 +64,12 @@ def main() -> None:
     rows += [(f"{k} (pred vs true feature)", f"{metrics[k]:.3f}", "", "", True)
              for k in ("cosine_mean", "l1_mean", "l2_mean")]
 
-    widths = [max(len(str(r[i])) for r in rows + [("measure", "value", "target", "baseline (same run)", "")])
-              for i in range(4)]
-    header = ("measure", "value", "target", "baseline (same run)")
-    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)) + " | pass")
-    print("-|-".join("-" * w for w in widths) + "-|-----")
-    for row in rows:
-        print(" | ".join(str(c).ljust(w) for c, w in zip(row[:4], widths)) + f" | {'yes' if row[4] else 'NO'}")
-
-    out = ROOT / "bench/results/demo_pipeline.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"repro_seconds": first, "noop_repro_seconds": second, "stages_run": stages_run,
-                               "noop_stages_run": noop_runs, "metrics": metrics, "cores": os.cpu_count()}, indent=2))
+    print_table(rows)
+    save_results("demo_pipeline", {"repro_seconds": first, "noop_repro_seconds": second, "stages_run": stages_run,
+                                   "noop_stages_run": noop_runs, "metrics": metrics, "cores": os.cpu_count()})
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
-    if not all(r[4] for r in rows):
-        sys.exit(1)
+    exit_on_missed_targets(rows)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import re
 import resource
 import shutil
 import sys
@@ -32,10 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from baseline_preprocess import BaselineParams, preprocess_baseline, spectrogram  # noqa: E402
+from report import exit_on_missed_targets, print_table, save_results  # noqa: E402
 from s2f.config import DemoSourceParams, PreprocessParams  # noqa: E402
 from s2f.demo.corpus import generate_demo_corpus  # noqa: E402
 from s2f.faces.dlib_models import hog_detector  # noqa: E402
 from s2f.preprocess import preprocess_corpus  # noqa: E402
+from s2f.sources.local import from_manifest  # noqa: E402
 
 REALSAMPLE = ROOT.parent / "shared/data/realsample"
 SPEED_UP_TARGET, SCALING_TARGET = 10.0, 1.7
@@ -66,11 +66,6 @@ class Run:
         return self.bytes_stored / max(self.accepted, 1)
 
 
-def safe_id(stem: str) -> str:
-    """A sample id usable as a file name: the clip's stem with anything but [A-Za-z0-9_-] replaced by '_'."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", stem)
-
-
 def spaced(rows: list[dict], count: int | None) -> list[dict]:
     """`count` rows spread evenly over `rows`, so a subset keeps the mix of sources (sorted ids group them)."""
     if count is None or count >= len(rows):
@@ -86,9 +81,7 @@ def demo_corpus(work: Path, speakers: int, baseline_clips: int | None, workers: 
 
 
 def realsample_corpus(clips: int | None, baseline_clips: int | None) -> Corpus:
-    table = pd.read_csv(REALSAMPLE / "manifest.csv")
-    manifest = pd.DataFrame({"sample_id": [safe_id(Path(c).stem) for c in table["clip"]],
-                             "clip": table["clip"], "speaker": table["speaker"]})
+    manifest = from_manifest(REALSAMPLE / "manifest.csv")[["sample_id", "clip", "speaker"]]  # the `local` source
     rows = spaced(manifest.sort_values("sample_id").to_dict("records"), clips)
     manifest = pd.DataFrame(rows).reset_index(drop=True)
     return Corpus("realsample", REALSAMPLE, manifest, spaced(rows, baseline_clips))
@@ -193,15 +186,6 @@ def rows_for(name: str, runs: dict[str, Run], cores: int) -> list[tuple]:
     ]]
 
 
-def print_table(rows: list[tuple]) -> None:
-    header = ("measure", "value", "target", "baseline (same run)")
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " | pass |")
-    print("|-" + "-|-".join("-" * w for w in widths) + "-|------|")
-    for row in rows:
-        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row[:4], widths)) + f" | {'yes' if row[4] else 'NO':4} |")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer clips: 4 demo speakers, 8 real clips")
@@ -229,15 +213,12 @@ def main() -> None:
         print(f"\nwarning: load average up to {max(loads):.1f} on {cores} cores during the run: other work competed, "
               "so wall-clock scaling is understated (compare the CPU seconds row)")
 
-    out = ROOT / "bench/results/preprocess_throughput.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"cores": cores, "quick": args.quick, "load_averages": loads,
-                               "first_call_seconds": cold.seconds,
-                               "preprocess_params": PreprocessParams().model_dump(), "results": results}, indent=2))
+    save_results("preprocess_throughput", {"cores": cores, "quick": args.quick, "load_averages": loads,
+                                           "first_call_seconds": cold.seconds,
+                                           "preprocess_params": PreprocessParams().model_dump(), "results": results})
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)
-    if not all(r[4] for r in rows):
-        sys.exit(1)
+    exit_on_missed_targets(rows)
 
 
 if __name__ == "__main__":

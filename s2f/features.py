@@ -8,7 +8,6 @@ preprocessing, a shard is done once its record is written, so a rerun skips shar
 from __future__ import annotations
 
 import hashlib
-import os
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import pandas as pd
 from s2f.config import FeaturesParams
 from s2f.faces.detect import FaceBox
 from s2f.faces.features import get_backend, landmarks_68
-from s2f.io.shards import read_record, read_shard, work_key, write_record, write_shard, write_table
+from s2f.io.shards import (move_to_quarantine, read_record, read_shard, work_key, write_record, write_shard,
+                           write_table)
 from s2f.parallel import process_map
 from s2f.split import split_speakers
 
@@ -39,7 +39,7 @@ def _file_hash(path: Path) -> str:
 
 def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, workers: int) -> pd.DataFrame:
     """Write `out_dir/features-*.npz` (sample_id, embedding, landmarks) and `manifest.parquet` with a split column."""
-    from s2f.validation import ShardRules, ShardValidator, feature_shard_frame, write_result
+    from s2f.validation import ShardRules, ShardValidator, write_result
 
     manifest = pd.read_parquet(pre_dir / "manifest.parquet")
     work = partial(_features_of, backend_name=params.backend)
@@ -56,11 +56,10 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
                             "landmarks": np.stack([r[1] for r in results])}
                 write_shard(out_dir / name, features)
                 validator = validator or ShardValidator(ShardRules())  # the dlib descriptor's dimension and norms
-                outcome = validator.validate("feature_shard", feature_shard_frame(features), name)
+                outcome = validator.validate_arrays("feature_shard", features, name)
                 write_result(outcome, out_dir / "validation" / f"{Path(name).stem}.json")
                 if not outcome.success:
-                    (out_dir / "quarantine").mkdir(exist_ok=True)
-                    os.replace(out_dir / name, out_dir / "quarantine" / name)
+                    move_to_quarantine(out_dir, name)
                 record = {"success": outcome.success, "failures": outcome.failures}
                 write_record(out_dir / name.replace(".npz", ".done.json"), key, record)
             if not record["success"]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing import Pool
 from typing import Any
@@ -18,3 +18,12 @@ def process_map(workers: int) -> Iterator[MapFn]:
         return
     with Pool(workers) as pool:
         yield lambda fn, items: pool.map(fn, items, chunksize=max(1, min(8, len(items) // (4 * workers))))
+
+
+def process_imap(workers: int, fn: Callable[[Any], Any], items: list) -> Iterable:
+    """Results in order, each as soon as it and those before it are done (a caller can act per finished group)."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    with Pool(workers) as pool:
+        yield from pool.imap(fn, items, chunksize=1)

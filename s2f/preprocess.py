@@ -12,10 +12,8 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,8 @@ from s2f.audio import repeat_to_length
 from s2f.config import PreprocessParams
 from s2f.faces.detect import FaceBox, crop_face, detect_faces, face_at, is_ambiguous, largest_face
 from s2f.io import media
-from s2f.io.shards import (link_or_copy, quarantine_table, read_record, shard_index, shard_name, work_key,
+from s2f.parallel import process_imap
+from s2f.io.shards import (link_or_copy, move_to_quarantine, quarantine_table, read_record, shard_index, shard_name, work_key,
                            write_record, write_shard, write_table)
 
 
@@ -270,7 +269,7 @@ class ShardWriter:
         return self._validator
 
     def finish(self, name: str, key: str, jobs: list[ClipJob], results: list[Sample | Rejection]) -> ShardResult:
-        from s2f.validation import sample_shard_frame, write_result
+        from s2f.validation import write_result
 
         arrays, accepted, rejected = _assemble(name, jobs, results)
         arrays["sample_rate"] = np.array(self.params.sample_rate, np.int32)
@@ -279,11 +278,11 @@ class ShardWriter:
         (self.work_dir / name).unlink(missing_ok=True)
         if accepted:
             write_shard(self.work_dir / name, arrays)
-            outcome = self.validator.validate("sample_shard", sample_shard_frame(arrays), name)
+            outcome = self.validator.validate_arrays("sample_shard", arrays, name)
             validation = {"success": outcome.success, "failures": outcome.failures}
             write_result(outcome, self.work_dir / "validation" / f"{Path(name).stem}.json")
             if not outcome.success:
-                _move(self.work_dir / name, self.work_dir / "quarantine" / name)
+                move_to_quarantine(self.work_dir, name)
                 rejected += [{"sample_id": a["sample_id"], "clip": a["clip"], "stage": "validate",
                               "reason": "shard_validation_failed", "detail": "; ".join(outcome.failures)[:500]}
                              for a in accepted]
@@ -312,22 +311,8 @@ class ShardWriter:
             self._validator.build_data_docs(self.work_dir / "validation" / "docs")
 
 
-def _move(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dst)
-
-
 def record_name(shard: str) -> str:
     return shard.replace(".npz", ".done.json")
-
-
-def _imap(workers: int, fn, items: list) -> Iterator:
-    """Ordered results as they complete, from a process pool (or inline for one worker)."""
-    if workers <= 1 or len(items) <= 1:
-        yield from map(fn, items)
-        return
-    with Pool(workers) as pool:
-        yield from pool.imap(fn, items, chunksize=1)
 
 
 class TooManyBadShards(RuntimeError):
@@ -359,7 +344,7 @@ def preprocess_corpus(manifest: pd.DataFrame, raw_dir: Path, out_dir: Path, para
     flat = [(i, job) for i in todo for job in chunks[i]]
     work = partial(_run_job, raw_dir=raw_dir, cache_dir=work_dir / "s3-cache", params=params)
     pending: dict[int, list] = {i: [] for i in todo}
-    for (i, _), result in zip(flat, _imap(workers, work, [job for _, job in flat])):
+    for (i, _), result in zip(flat, process_imap(workers, work, [job for _, job in flat])):
         pending[i].append(result)
         if len(pending[i]) == len(chunks[i]):
             done[i] = writer.finish(names[i], keys[i], chunks[i], pending.pop(i)).__dict__

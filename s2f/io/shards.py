@@ -61,6 +61,12 @@ def link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def move_to_quarantine(folder: Path, name: str) -> None:
+    """Move a shard that failed validation to `folder/quarantine/`: kept for inspection, never read as data."""
+    (folder / "quarantine").mkdir(parents=True, exist_ok=True)
+    os.replace(folder / name, folder / "quarantine" / name)
+
+
 def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
