@@ -1,18 +1,36 @@
-"""Evaluate voice → face on held-out speakers: retrieval against a gallery of their faces, feature distances, a grid.
+"""Evaluate voice → face on held-out speakers the Speech2Face paper's way (Oh et al. 2019, Sec. 4, Tables 2–4).
 
-The gallery holds one entry per held-out speaker (the mean of their clips' face features); every held-out clip's
-voice is a query. Chance at K is K / gallery size, reported beside each recall so numbers are comparable.
+`evaluate_paper` returns the nested report written to reports/metrics.json; `flatten_metrics` gives MLflow its dotted
+names. Sections, each for the voice encoder's prediction from 3 s and from 6 s of speech where the paper has both:
+
+- features: cosine / L1 / L2 between predicted and true face features (the paper's Table 4 feature similarity).
+- retrieval: recall@K of each clip's predicted feature among a gallery of `gallery_size` held-out identities
+  (each the mean face feature of that speaker's clips), chance K / size beside it (Table 4).
+- gender: agreement of gender read from the voice-predicted feature with the true label (Table 2). The paper ran an
+  attribute classifier (Face++) on the decoded IMAGES; we have no such classifier offline, so a logistic regression
+  trained on the TRAIN split's true face features and gender labels reads gender from the features instead, and
+  its accuracy on the test split's true face features is reported as the ceiling.
+- craniofacial: Pearson r, per measurement, between the face decoded from the true face feature and the face decoded
+  from the 6 s voice prediction, over test clips (Table 3), with the same r for randomly re-paired faces as the
+  baseline a correlation must beat.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from s2f.dataset import SplitData
-from s2f.metrics import feature_distances, retrieval_recall
-from s2f.models.face_decoder import FaceDecoder
+from s2f.faces.craniofacial import craniofacial_correlation, landmarks_of_faces
+from s2f.metrics import feature_distances, gallery_recall
+
+Decoder = Callable[[torch.Tensor], torch.Tensor]   # (B, D) features → (B, 3, S, S) images in [0, 1]
+GRID_TITLES = ("true face", "from face feature", "from voice 3 s", "from voice 6 s")
 
 
 def speaker_gallery(embedding: np.ndarray, speakers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -20,36 +38,227 @@ def speaker_gallery(embedding: np.ndarray, speakers: np.ndarray) -> tuple[np.nda
     return np.stack([embedding[speakers == s].mean(axis=0) for s in ids]), ids
 
 
-def retrieval_metrics(predicted: np.ndarray, data: SplitData, ks: list[int]) -> dict[str, float]:
+def retrieval_metrics(predicted: np.ndarray, data: SplitData, ks: Sequence[int], gallery_size: int = 100,
+                      seed: int = 0) -> dict[str, float]:
+    """Recall@K (and chance) of every test clip's predicted feature against a gallery of held-out speakers' faces."""
     gallery, ids = speaker_gallery(data.embedding, data.speakers)
-    usable = [k for k in ks if k <= len(ids)]
-    recall = retrieval_recall(predicted, data.speakers, gallery, ids, usable)
-    metrics: dict[str, float] = {"gallery_size": len(ids), "queries": len(predicted)}
-    for k in usable:
-        metrics[f"recall_at_{k}"] = recall[k]
-        metrics[f"chance_at_{k}"] = k / len(ids)
-    return metrics
+    result = gallery_recall(predicted, data.speakers, gallery, ids, ks, gallery_size, seed)
+    return {**result, "queries": len(predicted), "speakers": len(ids)}
 
+
+# ---- gender -------------------------------------------------------------------------------------------------------
+
+def gender_labels(manifest) -> np.ndarray:
+    """(N,) "m", "f" or "" (unlabelled) from a manifest's optional `gender` column ("male"/"female" also read)."""
+    if "gender" not in manifest.columns:
+        return np.full(len(manifest), "", dtype=object)
+    names = {"m": "m", "male": "m", "f": "f", "female": "f"}
+    return np.array([names.get(str(g).strip().lower(), "") if isinstance(g, str) else "" for g in manifest["gender"]],
+                    dtype=object)
+
+
+@dataclass
+class LinearClassifier:
+    """A logistic regression on standardized features: P(class 1 | x) = σ(((x − mean) / scale) · w + b)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    w: np.ndarray
+    b: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.scale) @ self.w + self.b > 0
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-3, steps: int = 300) -> LinearClassifier:
+    """Accelerated (Nesterov) gradient descent on the class-balanced logistic loss + l2·|w|² (convex: no seed).
+
+    Why class-balanced: a corpus with 70 % men would otherwise buy accuracy by leaning to "m", and the agreement
+    number would measure the corpus, not the voice. The step is 1 / (the loss's Lipschitz constant), so it converges
+    without a learning rate to pick.
+    """
+    x = np.asarray(x, np.float64)
+    mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    z = np.hstack([(x - mean) / scale, np.ones((len(x), 1))])       # (N, D+1): the last weight is the bias
+    y = np.asarray(y, bool)
+    weight = np.where(y, 0.5 / y.sum(), 0.5 / (~y).sum())            # (N,) sums to 1
+    lipschitz = 0.25 * _top_eigenvalue(z, weight) + 2 * l2
+    ridge = np.r_[np.ones(z.shape[1] - 1), 0.0] * 2 * l2            # the bias is not penalized
+    w = look = np.zeros(z.shape[1])
+    for t in range(steps):
+        p = 1 / (1 + np.exp(-(z @ look)))                            # (N,)
+        new = look - (z.T @ (weight * (p - y)) + ridge * look) / lipschitz
+        w, look = new, new + t / (t + 3) * (new - w)
+    return LinearClassifier(mean, scale, w[:-1], float(w[-1]))
+
+
+def _top_eigenvalue(z: np.ndarray, weight: np.ndarray, iters: int = 30) -> float:
+    """Largest eigenvalue of zᵀ diag(weight) z by power iteration (the curvature bound of the weighted loss)."""
+    v = np.random.default_rng(0).standard_normal(z.shape[1])
+    value = 0.0
+    for _ in range(iters):
+        u = z.T @ (weight * (z @ v))
+        value = float(np.linalg.norm(u))
+        v = u / max(value, 1e-12)
+    return value
+
+
+def gender_metrics(pred_3s: np.ndarray, pred_6s: np.ndarray, test: SplitData, train: SplitData,
+                   train_limit: int = 20000) -> dict:
+    """Agreement of gender read from voice-predicted features with the true label (see the module docstring).
+
+    The classifier sees at most `train_limit` labelled train clips (spread evenly), to bound its memory and time.
+    """
+    test_y, train_y = gender_labels(test.manifest), gender_labels(train.manifest)
+    labelled = test_y != ""
+    known = np.flatnonzero(train_y != "")
+    known = known[_spread(len(known), train_limit)]
+    if not labelled.any():
+        return {"labelled": 0, "reason": "the test split has no gender labels"}
+    if len(set(train_y[known])) < 2:
+        return {"labelled": 0, "reason": f"the train split's gender labels have fewer than two classes "
+                                         f"({sorted(set(train_y[known]))}): no classifier can be trained"}
+    clf = fit_logistic(train.embedding[known], train_y[known] == "f")
+    truth = test_y[labelled] == "f"
+    def agreement(features: np.ndarray) -> float:
+        return float((clf.predict(features[labelled]) == truth).mean())
+    return {"labelled": int(labelled.sum()), "agreement_6s": agreement(pred_6s), "agreement_3s": agreement(pred_3s),
+            "ceiling": agreement(test.embedding), "majority": float(max(truth.mean(), 1 - truth.mean()))}
+
+
+# ---- decoding and craniofacial measures ---------------------------------------------------------------------------
 
 @torch.no_grad()
-def face_grid(data: SplitData, predicted: np.ndarray, decoder: FaceDecoder, speakers: int, cell: int = 128) -> Image.Image:
-    """Rows of held-out speakers: true face | decoded from the true face feature | decoded from the voice."""
-    rows = [int(np.flatnonzero(data.speakers == s)[0]) for s in sorted(set(data.speakers))[:speakers]]
-    dev = next(decoder.parameters()).device
-    def decode(features: np.ndarray) -> np.ndarray:
-        img = decoder(torch.from_numpy(features).float().to(dev)).clamp(0, 1).cpu()
-        return (img.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
-    columns = [data.face[rows], decode(data.embedding[rows]), decode(predicted[rows])]
-    titles = ["true face", "from face feature", "from voice"]
+def decode_images(decoder: Decoder, features: np.ndarray, batch: int = 64) -> np.ndarray:
+    """(N, D) features → (N, S, S, 3) uint8 images, batch by batch on the decoder's device, in eval mode.
+
+    A module's train/eval mode is put back afterwards, so calling this leaves the decoder as it was.
+    """
+    module = decoder if isinstance(decoder, torch.nn.Module) else None
+    first = next(module.parameters(), None) if module is not None else None
+    dev = first.device if first is not None else torch.device("cpu")
+    was_training = module.training if module is not None else False
+    if module is not None:
+        module.eval()
+    try:
+        out = []
+        for start in range(0, len(features), batch):
+            x = torch.as_tensor(features[start:start + batch], dtype=torch.float32, device=dev)
+            img = decoder(x).clamp(0, 1).mul(255).round().byte()               # (B, 3, S, S)
+            out.append(img.permute(0, 2, 3, 1).cpu().numpy())                 # (B, S, S, 3)
+        return np.concatenate(out)
+    finally:
+        if module is not None:
+            module.train(was_training)
+
+
+def craniofacial_metrics(face_features: np.ndarray, voice_features: np.ndarray, decoder: Decoder,
+                         margin: float = 0.4, seed: int = 0) -> dict:
+    """Per-measurement r between faces decoded from the face feature and from the voice, and a shuffled baseline."""
+    reference = landmarks_of_faces(decode_images(decoder, face_features), margin=margin)
+    from_voice = landmarks_of_faces(decode_images(decoder, voice_features), margin=margin)
+    shuffled = from_voice[np.random.default_rng(seed).permutation(len(from_voice))]
+    return {"samples": len(face_features),
+            "voice_vs_face_decoded": craniofacial_correlation(reference, from_voice),
+            "baseline_shuffled": craniofacial_correlation(reference, shuffled)}
+
+
+def _spread(n: int, limit: int | None) -> np.ndarray:
+    """At most `limit` indices spread evenly over range(n) (deterministic: the same clips every run)."""
+    if limit is None or n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
+# ---- the report -----------------------------------------------------------------------------------------------------
+
+def evaluate_paper(pred_3s: np.ndarray, pred_6s: np.ndarray, test: SplitData, train: SplitData,
+                   decoder: Decoder | None, ks: Sequence[int], gallery_size: int = 100, seed: int = 0,
+                   craniofacial_max: int | None = 300, face_margin: float = 0.4) -> dict:
+    """The nested evaluation report (see the module docstring): features, retrieval, gender, craniofacial.
+
+    pred_3s / pred_6s: (N, D) voice-encoder features of the test clips from their first 3 s and all 6 s, in the
+    order of `test`. `train` needs only its embedding and manifest (gender). `decoder` None skips the craniofacial
+    section (with a reason); `craniofacial_max` caps the clips decoded for it; `face_margin` is the preprocess
+    crop margin the decoder's training faces were cut with (it places the landmark box, see `canonical_box`).
+    Values that cannot be measured (a constant measurement) are None, so the JSON stays valid.
+    """
+    preds = {"3s": pred_3s, "6s": pred_6s}
+    for name, p in preds.items():
+        if p.shape != test.embedding.shape:
+            raise ValueError(f"pred_{name} has shape {p.shape}, the test features {test.embedding.shape}")
+    report = {
+        "features": {name: feature_distances(p, test.embedding) for name, p in preds.items()},
+        "retrieval": {name: retrieval_metrics(p, test, ks, gallery_size, seed) for name, p in preds.items()},
+        "gender": gender_metrics(pred_3s, pred_6s, test, train),
+    }
+    if decoder is None:
+        report["craniofacial"] = {"samples": 0, "reason": "no face decoder given"}
+    else:
+        rows = _spread(len(test.embedding), craniofacial_max)
+        report["craniofacial"] = craniofacial_metrics(test.embedding[rows], pred_6s[rows], decoder, face_margin, seed)
+    return _finite_or_none(report)
+
+
+def _finite_or_none(tree):
+    """nan / inf → None everywhere in a nested report (JSON has no NaN; None reads as "not measurable")."""
+    if isinstance(tree, dict):
+        return {k: _finite_or_none(v) for k, v in tree.items()}
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None
+    return tree
+
+
+def flatten_metrics(nested: dict, prefix: str = "") -> dict[str, float]:
+    """{"retrieval": {"6s": {"recall_at_1": x}}} → {"retrieval.6s.recall_at_1": x}: the numbers only, for MLflow.
+
+    Strings (reasons), None (not measurable) and non-finite values are left out: MLflow can only chart numbers.
+    """
+    flat: dict[str, float] = {}
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_metrics(value, f"{name}."))
+        elif isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+                and math.isfinite(float(value)):
+            flat[name] = float(value)
+    return flat
+
+
+# ---- the face grid --------------------------------------------------------------------------------------------------
+
+def speaker_rows(data: SplitData, speakers: int) -> np.ndarray:
+    """Index of the first clip of each of the first `speakers` held-out speakers (sorted by id): the grid's rows."""
+    return np.array([int(np.flatnonzero(data.speakers == s)[0]) for s in sorted(set(data.speakers))[:speakers]])
+
+
+def face_grid(faces: np.ndarray, decoded: Sequence[np.ndarray], titles: Sequence[str] = GRID_TITLES,
+              cell: int = 128) -> Image.Image:
+    """One row per speaker: the true face, then each decoded column (e.g. from the face feature, 3 s, 6 s of voice).
+
+    faces (R, H, W, 3) uint8 and each decoded column (R, S, S, 3) uint8; `titles` names every column, faces first.
+    """
+    columns = [faces, *decoded]
+    if len(titles) != len(columns):
+        raise ValueError(f"{len(columns)} columns but {len(titles)} titles")
+    if any(len(c) != len(faces) for c in columns):
+        raise ValueError("every column needs one image per row")
     header = 18
-    grid = Image.new("RGB", (cell * 3, header + cell * len(rows)), "white")
+    grid = Image.new("RGB", (cell * len(columns), header + cell * len(faces)), "white")
     draw = ImageDraw.Draw(grid)
     for c, (title, images) in enumerate(zip(titles, columns)):
         draw.text((c * cell + 4, 3), title, fill="black")
         for r, img in enumerate(images):
-            grid.paste(Image.fromarray(img).resize((cell, cell), Image.Resampling.BILINEAR), (c * cell, header + r * cell))
+            tile = Image.fromarray(img).resize((cell, cell), Image.Resampling.BILINEAR)
+            grid.paste(tile, (c * cell, header + r * cell))
     return grid
 
 
-def evaluate(predicted: np.ndarray, data: SplitData, ks: list[int]) -> dict[str, float]:
-    return {**retrieval_metrics(predicted, data, ks), **feature_distances(predicted, data.embedding)}
+def paper_face_grid(test: SplitData, pred_3s: np.ndarray, pred_6s: np.ndarray, decoder: Decoder, speakers: int,
+                    cell: int = 128) -> Image.Image:
+    """The report's grid: true face | decoded from the face feature | from 3 s | from 6 s of voice, per speaker."""
+    if test.face is None:
+        raise ValueError("the face grid needs the test faces: load the split with faces=True")
+    rows = speaker_rows(test, speakers)
+    decoded = [decode_images(decoder, f[rows]) for f in (test.embedding, pred_3s, pred_6s)]
+    return face_grid(test.face[rows], decoded, GRID_TITLES, cell)
