@@ -5,7 +5,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test bench bench-preprocess mlflow-ui lock clean
+.PHONY: setup demo test bench bench-preprocess bench-training mlflow-ui lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -19,6 +19,9 @@ test: setup          ## set up, then run the test suite
 
 bench: setup         ## benchmark: dvc repro from a clean clone, retrieval against chance, a no-op repro
 	python bench/demo_pipeline.py
+
+bench-training: setup   ## benchmark: encoder training samples/s and FLOP/s vs torch.mm (demo, paper); loader overhead
+	python bench/training_throughput.py
 
 bench-preprocess: setup  ## benchmark: preprocessing clips/s (1 and all cores) vs a public-re-implementation-style baseline
 	python bench/preprocess_throughput.py

@@ -47,14 +47,15 @@ def main() -> None:
 
     first, log = timed([sys.executable, "-m", "dvc", "repro"], work)
     stages_run = log.count("Running stage")
-    metrics = json.loads((work / "reports/metrics.json").read_text())
+    report = json.loads((work / "reports/metrics.json").read_text())
+    metrics = report["retrieval"]["6s"] | report["features"]["6s"]
     second, log2 = timed([sys.executable, "-m", "dvc", "repro"], work)
     noop_runs = log2.count("Running stage")
 
     rows = [
         ("dvc repro, clean clone (s)", f"{first:.0f}", "≤ 900", f"{stages_run} stages run", first <= 900 and stages_run == 6),
         ("second dvc repro (s)", f"{second:.1f}", "< 10, no stage", f"{noop_runs} stages run", second < 10 and noop_runs == 0),
-        ("gallery size (held-out speakers)", f"{metrics['gallery_size']}", "", "", True),
+        ("gallery size (held-out speakers, 6 s voice)", f"{metrics['gallery_size']}", "", "", True),
     ]
     for k, factor in ((1, 3), (2, None), (5, None), (10, 2)):
         recall, chance = metrics[f"recall_at_{k}"], metrics[f"chance_at_{k}"]
@@ -66,7 +67,7 @@ def main() -> None:
 
     print_table(rows)
     save_results("demo_pipeline", {"repro_seconds": first, "noop_repro_seconds": second, "stages_run": stages_run,
-                                   "noop_stages_run": noop_runs, "metrics": metrics, "cores": os.cpu_count()})
+                                   "noop_stages_run": noop_runs, "metrics": report, "cores": os.cpu_count()})
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     exit_on_missed_targets(rows)

@@ -104,19 +104,56 @@ class SplitParams(Section):
     seed: int = 7
 
 
+class IdentityHeadParams(Section):
+    """The classifier f_VGG of the distillation loss, fitted on the training speakers for the dlib backend."""
+
+    epochs: int = Field(300, ge=1)
+    lr: float = Field(0.05, gt=0)
+
+
 class FeaturesParams(Section):
-    backend: Literal["dlib"] = "dlib"
+    backend: Literal["dlib", "vggface"] = "dlib"
+    vggface_weights: str | None = Field(None, description="the VGG-Face weight file (docs/face_backends.md)")
     split: SplitParams = SplitParams()
+    identity_head: IdentityHeadParams = IdentityHeadParams()
     workers: int = 0
 
 
-class TrainDecoderParams(Section):
-    image_size: int = 64
-    hidden: int = 512
-    base_channels: int = 256
-    epochs: int = Field(60, ge=1)
-    batch_size: int = Field(32, ge=1)
+class LoopParams(Section):
+    """How a training run executes (not what it learns): checkpoints, mixed precision, loader workers."""
+
+    checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints (0: only at the end)")
+    amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on CPU")
+    loader_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: in the training process)")
+
+
+class DecoderLossParams(Section):
+    texture: float = Field(1.0, ge=0, description="L1 between decoded and aligned true texture")
+    landmarks: float = Field(100.0, ge=0, description="MSE of the 68 landmarks (normalized coordinates)")
+    identity: float = Field(0.1, ge=0, description="1 − cos(proxy(decoded face), true feature)")
+
+
+class FeatureProxyParams(Section):
+    """A small CNN image → face feature, fitted to the backend's features and frozen: a differentiable stand-in
+    for dlib / VGG-Face in the identity-consistency term."""
+
+    channels: int = Field(32, ge=4)
+    epochs: int = Field(30, ge=1)
     lr: float = Field(2e-3, gt=0)
+
+
+class TrainDecoderParams(Section):
+    image_size: int = Field(64, description="decoded face size: texture_grid × 2^k (the paper: 224 from 14)")
+    texture_grid: int = Field(8, ge=2)
+    texture_channels: int = Field(256, ge=8)
+    hidden: int = Field(512, ge=1, description="the shared FC layer, the f_dec of the encoder's loss")
+    landmark_hidden: int = Field(256, ge=1)
+    epochs: int = Field(60, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(2e-3, gt=0)
+    loss: DecoderLossParams = DecoderLossParams()
+    proxy: FeatureProxyParams = FeatureProxyParams()
+    loop: LoopParams = LoopParams()
     seed: int = 0
 
 
@@ -127,34 +164,45 @@ class ConvBlockParams(Section):
 
 
 class VoiceEncoderParams(Section):
-    blocks: list[ConvBlockParams]
-    last_channels: int = Field(ge=1)
-    kernel: int = Field(4, ge=2)
-    hidden: int = Field(ge=1)
+    """A named preset (`s2f model-summary --preset NAME`), optionally overridden key by key."""
+
+    preset: Literal["demo", "paper"] = "demo"
+    blocks: list[ConvBlockParams] | None = None
+    last_channels: int | None = Field(None, ge=1)
+    last_freq_stride: int | None = Field(None, ge=1)
+    kernel: int | None = Field(None, ge=2)
+    hidden: int | None = Field(None, ge=1)
 
 
 class LossParams(Section):
     decoder_l1: float = Field(1.0, ge=0)
-    normalized_l2: float = Field(0.025, ge=0)
+    normalized_l2: float = Field(0.025, ge=0, description="λ1")
+    distill: float = Field(200.0, ge=0, description="λ2 (0 turns the distillation term off)")
+    temperature: float = Field(2.0, gt=0, description="T")
 
 
 class TrainEncoderParams(Section):
-    model: VoiceEncoderParams
+    model: VoiceEncoderParams = VoiceEncoderParams()
     crop_seconds: float = Field(2.5, gt=0.5, description="random crop of each 6 s clip per step (augmentation)")
     epochs: int = Field(40, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=2)
     lr: float = Field(1e-3, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
     eps: float = 1e-4
     lr_decay: float = Field(0.95, gt=0, le=1)
     lr_decay_every: int = Field(10000, ge=1, description="optimizer steps between lr decays")
     loss: LossParams = LossParams()
+    loop: LoopParams = LoopParams()
     seed: int = 0
 
 
 class EvaluateParams(Section):
     ks: list[int] = [1, 2, 5, 10]
+    gallery_size: int = Field(100, ge=2, description="identities per retrieval gallery (the paper: 100)")
+    short_seconds: float = Field(3.0, gt=0, description="the shorter input evaluated beside the full clip")
+    craniofacial_max: int | None = Field(300, ge=2, description="test clips measured with dlib landmarks (null: all)")
     grid_speakers: int = Field(8, ge=1)
+    seed: int = 0
 
 
 S = TypeVar("S", bound=Section)

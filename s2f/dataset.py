@@ -20,21 +20,26 @@ class SplitData:
     embedding: np.ndarray      # (N, D) float32 face features
     audio: np.ndarray | None   # (N, L) int16
     face: np.ndarray | None    # (N, 224, 224, 3) uint8
+    landmarks: np.ndarray | None = None  # (N, 68, 2) float32 dlib points in crop pixels
 
     @property
     def speakers(self) -> np.ndarray:
         return self.manifest["speaker"].to_numpy()
 
 
-def load_split(pre_dir: Path, feat_dir: Path, split: str, audio: bool = True, faces: bool = False) -> SplitData:
+def load_split(pre_dir: Path, feat_dir: Path, split: str, audio: bool = True, faces: bool = False,
+               landmarks: bool = False) -> SplitData:
     manifest = pd.read_parquet(feat_dir / "manifest.parquet")
     manifest = manifest[manifest["split"] == split].sort_values(["shard", "index"]).reset_index(drop=True)
     if manifest.empty:
         raise ValueError(f"no samples in split {split!r} of {feat_dir}")
-    emb, wav, img = [], [], []
+    emb, wav, img, marks = [], [], [], []
     for shard, rows in manifest.groupby("shard", sort=True):
         idx = rows["index"].to_numpy()
-        emb.append(read_shard(feat_dir / rows["features_shard"].iloc[0], ["embedding"])["embedding"][idx])
+        feats = read_shard(feat_dir / rows["features_shard"].iloc[0], ["embedding"] + ["landmarks"] * landmarks)
+        emb.append(feats["embedding"][idx])
+        if landmarks:
+            marks.append(feats["landmarks"][idx])
         wanted = ["audio"] * audio + ["face"] * faces
         if wanted:
             pre = read_shard(pre_dir / shard, wanted)
@@ -43,4 +48,5 @@ def load_split(pre_dir: Path, feat_dir: Path, split: str, audio: bool = True, fa
             if faces:
                 img.append(pre["face"][idx])
     return SplitData(manifest, np.concatenate(emb),
-                     np.concatenate(wav) if audio else None, np.concatenate(img) if faces else None)
+                     np.concatenate(wav) if audio else None, np.concatenate(img) if faces else None,
+                     np.concatenate(marks) if landmarks else None)

@@ -23,10 +23,23 @@ from s2f.parallel import process_map
 from s2f.split import split_speakers
 
 
-def _features_of(item: tuple[np.ndarray, np.ndarray], backend_name: str) -> tuple[np.ndarray, np.ndarray]:
+def backend_options(params: FeaturesParams) -> dict:
+    return {"weights": params.vggface_weights} if params.backend == "vggface" else {}
+
+
+def _weights_identity(options: dict) -> dict:
+    """Size and mtime of a weight file, so replacing the file at the same path recomputes the features."""
+    path = Path(options["weights"]) if options.get("weights") else None
+    if path is None or not path.is_file():
+        return options
+    stat = path.stat()
+    return {**options, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _features_of(item: tuple[np.ndarray, np.ndarray], backend_name: str, options: dict) -> tuple[np.ndarray, np.ndarray]:
     crop, box = item
     face_box = FaceBox(*map(int, box), score=1.0)
-    return get_backend(backend_name).embed(crop, face_box), landmarks_68(crop, face_box)
+    return get_backend(backend_name, **options).embed(crop, face_box), landmarks_68(crop, face_box)
 
 
 def _file_hash(path: Path) -> str:
@@ -42,12 +55,14 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
     from s2f.validation import ShardRules, ShardValidator, write_result
 
     manifest = pd.read_parquet(pre_dir / "manifest.parquet")
-    work = partial(_features_of, backend_name=params.backend)
+    backend = get_backend(params.backend, **backend_options(params))  # fails early on a missing weight file
+    work = partial(_features_of, backend_name=params.backend, options=backend_options(params))
     validator, failed = None, []
     with process_map(workers) as pmap:
         for shard in sorted(manifest["shard"].unique()):
             name = shard.replace("shard-", "features-")
-            key = work_key({"shard": _file_hash(pre_dir / shard), "backend": params.backend})
+            key = work_key({"shard": _file_hash(pre_dir / shard), "backend": params.backend,
+                            "options": _weights_identity(backend_options(params))})
             record = read_record(out_dir / name.replace(".npz", ".done.json"), key)
             if record is None:
                 arrays = read_shard(pre_dir / shard, ["sample_id", "face", "face_box"])
@@ -55,7 +70,8 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
                 features = {"sample_id": arrays["sample_id"], "embedding": np.stack([r[0] for r in results]),
                             "landmarks": np.stack([r[1] for r in results])}
                 write_shard(out_dir / name, features)
-                validator = validator or ShardValidator(ShardRules())  # the dlib descriptor's dimension and norms
+                validator = validator or ShardValidator(ShardRules(embedding_dim=backend.dim,
+                                                                   embedding_norm_range=backend.norm_range))
                 outcome = validator.validate_arrays("feature_shard", features, name)
                 write_result(outcome, out_dir / "validation" / f"{Path(name).stem}.json")
                 if not outcome.success:
@@ -72,4 +88,24 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
     kept = kept.assign(features_shard=kept["shard"].str.replace("shard-", "features-"), backend=params.backend,
                        split=split_speakers(kept["speaker"], params.split.test_fraction, params.split.seed))
     write_table(out_dir / "manifest.parquet", kept)
+    write_identity_head(pre_dir, out_dir, params, backend)
     return kept
+
+
+def write_identity_head(pre_dir: Path, out_dir: Path, params: FeaturesParams, backend) -> None:
+    """`identity_head.pt`: the distillation loss's classifier over identities (VGG-Face's fc8, or fitted on the
+    training speakers' features for backends without one), next to the features it classifies."""
+    from s2f.dataset import load_split
+    from s2f.io.checkpoints import save_identity_head
+    from s2f.training.identity import accuracy, fit_identity_head, head_from_arrays
+
+    train = load_split(pre_dir, out_dir, "train", audio=False)
+    if hasattr(backend, "identity_head"):
+        head = head_from_arrays(*backend.identity_head())
+        meta = {"source": f"{params.backend} fc8", "backend": params.backend}
+    else:
+        head, ids = fit_identity_head(train.embedding, train.speakers, params.identity_head.epochs,
+                                      params.identity_head.lr, params.split.seed)
+        meta = {"source": "fitted on the training speakers", "backend": params.backend, "identities": ids,
+                "train_accuracy": accuracy(head, train.embedding, train.speakers, ids)}
+    save_identity_head(head, out_dir / "identity_head.pt", meta)

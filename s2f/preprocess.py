@@ -57,6 +57,7 @@ class ClipJob:
     clip: str
     image: str | None = None
     position: tuple[float, float] | None = None   # AVSpeech face centre, normalised to [0, 1]
+    gender: str | None = None                      # from corpus metadata (VoxCeleb), for the gender metric
 
 
 def _read_audio(path: Path, info: media.MediaInfo, params: PreprocessParams) -> np.ndarray | Rejection:
@@ -166,6 +167,12 @@ def _inside(box: FaceBox, width: int, height: int) -> list[int]:
 
 # ---------------------------------------------------------------------------------------------- the corpus, by shard
 
+def _gender(value) -> str | None:
+    """VoxCeleb writes m/f (and male/female elsewhere): one spelling, or None when unknown."""
+    text = str(value).strip().lower()[:1] if value is not None else ""
+    return text if text in ("m", "f") else None
+
+
 def _jobs(manifest: pd.DataFrame) -> list[ClipJob]:
     def optional(row: dict, key: str):
         value = row.get(key)
@@ -175,7 +182,8 @@ def _jobs(manifest: pd.DataFrame) -> list[ClipJob]:
     for row in manifest.to_dict("records"):  # manifest order: clips appended later only add shards at the end
         x, y = optional(row, "face_x"), optional(row, "face_y")
         jobs.append(ClipJob(str(row["sample_id"]), str(row["speaker"]), str(row["clip"]), optional(row, "image"),
-                            (float(x), float(y)) if x is not None and y is not None else None))
+                            (float(x), float(y)) if x is not None and y is not None else None,
+                            _gender(optional(row, "gender"))))
     return jobs
 
 
@@ -248,7 +256,7 @@ def _assemble(name: str, jobs: list[ClipJob], results: list[Sample | Rejection])
         "frame_size": np.stack([s.frame_size for _, s in pairs]) if pairs else np.zeros((0, 2), np.int32),
     }
     accepted = [{"sample_id": j.sample_id, "speaker": _display(j.speaker), "clip": _display(j.clip), "shard": name,
-                 "index": i, **s.stats} for i, (j, s) in enumerate(pairs)]
+                 "index": i, "gender": j.gender, **s.stats} for i, (j, s) in enumerate(pairs)]
     return arrays, accepted, rejected
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from s2f.config import PreprocessParams
+from s2f.faces.features import DlibBackend
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # telemetry off before GX is imported anywhere
 
@@ -30,7 +31,7 @@ KINDS = ("raw_manifest", "sample_shard", "feature_shard")
 SAMPLE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # dlib's 128-D ResNet descriptor: measured norms 1.33-1.57 on 33 real clips and 1.46 on skimage's astronaut();
 # the range only has to catch degenerate vectors (all zeros, blown-up values), not judge faces.
-DLIB_NORM_RANGE = (1.0, 2.0)
+DLIB_NORM_RANGE = DlibBackend.norm_range
 _ROW_CHUNK = 64  # rows per step when reducing big arrays, so a 1000×96000 shard never needs a float64 copy
 
 

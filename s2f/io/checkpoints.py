@@ -39,3 +39,18 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> torch.nn.Modul
     model = cls(config)
     model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     return model.to(device).eval()
+
+
+def save_identity_head(head: torch.nn.Linear, path: Path, meta: dict) -> None:
+    """The frozen identity classifier f_VGG of the distillation loss: weights plus a JSON naming its classes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in head.state_dict().items()}, path)
+    info = {"kind": "IdentityHead", "in_dim": head.in_features, "classes": head.out_features, **meta}
+    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def load_identity_head(path: Path) -> torch.nn.Linear:
+    meta = json.loads(path.with_suffix(".json").read_text())
+    head = torch.nn.Linear(meta["in_dim"], meta["classes"])
+    head.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return head.requires_grad_(False).eval()

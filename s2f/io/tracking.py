@@ -29,6 +29,16 @@ def _git_commit() -> str:
 
 
 @contextmanager
+def main_process_run(stage: str, params: dict, is_main: bool) -> Iterator["object | None"]:
+    """`stage_run` on the main process of a distributed job; the other ranks log nothing."""
+    if not is_main:
+        yield None
+        return
+    with stage_run(stage, params) as run:
+        yield run
+
+
+@contextmanager
 def stage_run(stage: str, params: dict) -> Iterator["object"]:
     """An MLflow run named after the stage, with its params section logged and the git commit tagged."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -48,14 +58,15 @@ def stage_run(stage: str, params: dict) -> Iterator["object"]:
 class EpochCurve:
     """The per-epoch callback the training loops take: keeps the rows (for the DVC plot) and logs them to MLflow."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
         self.rows: list[dict] = []
+        self.prefix = prefix
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         import mlflow
 
         self.rows.append({"epoch": epoch, **metrics})
-        mlflow.log_metrics(metrics, step=epoch)
+        mlflow.log_metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step=epoch)
 
     @property
     def last(self) -> dict[str, float]:

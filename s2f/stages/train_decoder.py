@@ -1,7 +1,9 @@
-"""train_decoder: fit the face decoder (face feature → face image) on the training speakers' crops.
+"""train_decoder: fit the face decoder (Cole et al.: landmarks + texture + warp) on the training speakers' faces.
 
-Reads the `train_decoder` section. Writes the model (weights + JSON config), a metrics JSON and a per-epoch curve;
-logs params, curve and model files to MLflow.
+Reads the `train_decoder` section. First fits a small feature proxy (crop → face feature, frozen; the
+differentiable judge of the identity term), then the decoder on faces aligned to the mean shape. Writes the model
+(weights + JSON config), a metrics JSON and a per-epoch curve of every loss term; logs them to MLflow. Resumes from
+its checkpoint when killed. Under `torchrun` it trains with DDP (gloo on CPU, NCCL on CUDA).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from pathlib import Path
 from s2f.config import TrainDecoderParams
 from s2f.dataset import load_split
 from s2f.io.checkpoints import save_model
-from s2f.io.tracking import EpochCurve, log_model_files, stage_run
+from s2f.io.tracking import EpochCurve, log_model_files, main_process_run
 from s2f.stages.common import load_params, stage_parser, write_curve, write_json
-from s2f.training import train_decoder
+from s2f.training.decoder import decoder_targets, train_decoder, train_proxy
+from s2f.training.distributed import setup_runtime, teardown_runtime
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,17 +26,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=Path("models/face_decoder.pt"))
     parser.add_argument("--metrics", type=Path, default=Path("reports/train_decoder.json"))
     parser.add_argument("--curve", type=Path, default=Path("reports/plots/train_decoder.csv"))
+    parser.add_argument("--checkpoint", type=Path, default=Path("data/interim/checkpoints/train_decoder.pt"),
+                        help="resumed from when it matches these params and data")
     args = parser.parse_args(argv)
     params: TrainDecoderParams = load_params("train_decoder", args.params)
-    data = load_split(args.pre, args.features, "train", audio=False, faces=True)
-    curve = EpochCurve()
-    with stage_run("train_decoder", params.model_dump()):
-        model = train_decoder(data.embedding, data.face, params, curve)
-        save_model(model, args.model, {"trained_on_samples": len(data.embedding)})
-        log_model_files(args.model)
+    runtime = setup_runtime()
+    data = load_split(args.pre, args.features, "train", audio=False, faces=True, landmarks=True)
+    targets = decoder_targets(data.embedding, data.face, data.landmarks, params.image_size)
+    curve, proxy_curve = EpochCurve(), EpochCurve(prefix="proxy_")
+    with main_process_run("train_decoder", params.model_dump(), runtime.is_main):
+        proxy = train_proxy(targets, params, runtime, proxy_curve) if params.loss.identity > 0 else None
+        model = train_decoder(targets, proxy, params, runtime, curve, args.checkpoint)
+        if runtime.is_main:
+            save_model(model, args.model, {"trained_on_samples": len(data.embedding)})
+            log_model_files(args.model)
+    teardown_runtime(runtime)
+    if not runtime.is_main:
+        return
     write_curve(args.curve, curve.rows)
-    write_json(args.metrics, {"train_l1": curve.last["l1"], "samples": len(data.embedding)})
-    print(f"train_decoder: final train L1 {curve.last['l1']:.4f} on {len(data.embedding)} samples")
+    last = curve.last
+    write_json(args.metrics, {"train_" + k.removeprefix("loss_"): v for k, v in last.items() if k.startswith("loss_")}
+               | {"samples": len(data.embedding), "proxy_cosine": 1 - proxy_curve.last["loss_total"] if proxy else None})
+    print(f"train_decoder: final loss {last['loss_total']:.4f} on {len(data.embedding)} samples")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """train_encoder: fit the Speech2Face voice encoder (voice → face feature) against the frozen face decoder.
 
-Reads the `train_encoder` section. Writes the model (weights + JSON config), a metrics JSON and a per-epoch curve of
-every loss term; logs params, curves and model files to MLflow.
+Reads the `train_encoder` section (the architecture is a preset, `s2f model-summary --preset NAME`, plus
+overrides). The loss is the paper's: decoder-feature L1, normalized L2 and distillation through the identity head
+the features stage wrote. Writes the model (weights + JSON config), a metrics JSON and a per-epoch curve of every
+loss term; logs them to MLflow. Resumes from its checkpoint when killed; under `torchrun` it trains with DDP.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from pathlib import Path
 
 from s2f.config import TrainEncoderParams
 from s2f.dataset import load_split
-from s2f.io.checkpoints import load_model, save_model
-from s2f.io.tracking import EpochCurve, log_model_files, stage_run
+from s2f.io.checkpoints import load_identity_head, load_model, save_model
+from s2f.io.tracking import EpochCurve, log_model_files, main_process_run
 from s2f.stages.common import load_params, stage_parser, write_curve, write_json
-from s2f.training import train_encoder
+from s2f.training.distributed import setup_runtime, teardown_runtime
+from s2f.training.encoder import train_encoder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,17 +27,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=Path("models/voice_encoder.pt"))
     parser.add_argument("--metrics", type=Path, default=Path("reports/train_encoder.json"))
     parser.add_argument("--curve", type=Path, default=Path("reports/plots/train_encoder.csv"))
+    parser.add_argument("--checkpoint", type=Path, default=Path("data/interim/checkpoints/train_encoder.pt"),
+                        help="resumed from when it matches these params and data")
     args = parser.parse_args(argv)
     params: TrainEncoderParams = load_params("train_encoder", args.params)
+    runtime = setup_runtime()
     data = load_split(args.pre, args.features, "train", audio=True)
     decoder = load_model(args.decoder)
+    head = load_identity_head(args.features / "identity_head.pt") if params.loss.distill > 0 else None
     curve = EpochCurve()
-    with stage_run("train_encoder", params.model_dump()):
-        model = train_encoder(data.audio, data.embedding, decoder, params, curve)
-        save_model(model, args.model, {"trained_on_samples": len(data.audio)})
-        log_model_files(args.model)
+    with main_process_run("train_encoder", params.model_dump(), runtime.is_main):
+        model = train_encoder(data.audio, data.embedding, decoder.first, head, params, runtime, curve,
+                              args.checkpoint)
+        if runtime.is_main:
+            save_model(model, args.model, {"trained_on_samples": len(data.audio), "preset": params.model.preset})
+            log_model_files(args.model)
+    teardown_runtime(runtime)
+    if not runtime.is_main:
+        return
     write_curve(args.curve, curve.rows)
-    write_json(args.metrics, curve.last | {"samples": len(data.audio)})
+    write_json(args.metrics, curve.last | {"samples": len(data.audio), "processes": runtime.world_size})
     print(f"train_encoder: final loss {curve.last['loss_total']:.4f} on {len(data.audio)} samples")
 
 

@@ -18,11 +18,12 @@ TINY = {
     "data": {"demo": {"speakers": 6, "clips_per_speaker": 2, "min_seconds": 3.0, "max_seconds": 4.0}, "workers": 2},
     "preprocess": {"workers": 2},
     "features": {"workers": 2},
-    "train_decoder": {"epochs": 2, "image_size": 16, "hidden": 32, "base_channels": 32},
+    "train_decoder": {"epochs": 2, "batch_size": 4, "image_size": 16, "texture_grid": 4, "texture_channels": 32,
+                      "hidden": 32, "landmark_hidden": 16, "proxy": {"channels": 4, "epochs": 1}},
     "train_encoder": {"epochs": 2, "batch_size": 4, "crop_seconds": 1.0,
                       "model": {"blocks": [{"channels": 4, "time_pool": True, "freq_stride": 4}],
                                 "last_channels": 4, "hidden": 16}},
-    "evaluate": {"ks": [1, 2], "grid_speakers": 2},
+    "evaluate": {"ks": [1, 2], "grid_speakers": 2, "craniofacial_max": 6},
 }
 
 
@@ -60,12 +61,16 @@ def repo(tmp_path_factory) -> Path:
 
 
 def test_repro_runs_every_stage_and_writes_the_reports(repo):
-    metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert metrics["gallery_size"] == 3  # 6 speakers, half held out
-    for key in ("recall_at_1", "recall_at_2", "chance_at_1", "chance_at_2", "cosine_mean", "l1_mean", "l2_mean"):
-        assert key in metrics
-    assert metrics["chance_at_1"] == pytest.approx(1 / 3)
-    assert 0.0 <= metrics["recall_at_1"] <= metrics["recall_at_2"] <= 1.0
+    report = json.loads((repo / "reports/metrics.json").read_text())
+    for seconds in ("3s", "6s"):
+        retrieval, features = report["retrieval"][seconds], report["features"][seconds]
+        assert retrieval["gallery_size"] == 3  # 6 speakers, half held out: fewer than 100, so all of them
+        assert retrieval["chance_at_1"] == pytest.approx(1 / 3)
+        assert 0.0 <= retrieval["recall_at_1"] <= retrieval["recall_at_2"] <= 1.0
+        assert set(features) == {"cosine_mean", "l1_mean", "l2_mean"}
+    assert report["gender"]["labelled"] == 0 and "reason" in report["gender"]  # the demo corpus has no labels
+    assert report["craniofacial"]["samples"] == 6 and "nose_width" in report["craniofacial"]["voice_vs_face_decoded"]
+    assert (repo / "data/features/identity_head.pt").is_file()
     assert (repo / "reports/face_grid.png").stat().st_size > 0
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"download", "preprocess", "features", "train_decoder", "train_encoder", "evaluate"}
@@ -80,7 +85,11 @@ def test_training_and_evaluation_are_in_the_mlflow_store(repo):
     by_stage = {r.data.tags["stage"]: r for r in runs}
     assert set(by_stage) == {"train_decoder", "train_encoder", "evaluate"}
     assert len(client.get_metric_history(by_stage["train_encoder"].info.run_id, "loss_total")) == 2  # per epoch
-    assert "recall_at_1" in by_stage["evaluate"].data.metrics
+    assert "retrieval.6s.recall_at_1" in by_stage["evaluate"].data.metrics
+    for term in ("loss_decoder_l1", "loss_normalized_l2", "loss_distill", "loss_total"):
+        assert len(client.get_metric_history(by_stage["train_encoder"].info.run_id, term)) == 2, term
+    for term in ("loss_texture_l1", "loss_landmark_mse", "loss_identity", "proxy_loss_total"):
+        assert client.get_metric_history(by_stage["train_decoder"].info.run_id, term), term
     encoder_files = {f.path for f in client.list_artifacts(by_stage["train_encoder"].info.run_id, "model")}
     assert encoder_files == {"model/voice_encoder.pt", "model/voice_encoder.json"}
 

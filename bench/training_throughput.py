@@ -1,0 +1,158 @@
+"""Benchmark encoder training: samples/s and achieved FLOP/s against this machine's own matmul throughput, and the
+data loader's overhead against an in-memory batch, all measured in this run.
+
+Usage: `make bench-training` (or `.venv/bin/python bench/training_throughput.py [--quick] [--sizes demo,paper]`).
+- Baseline: `torch.mm` of square float32 (bf16 on CUDA) matrices, the best of several runs: what this device can do
+  on the easiest possible kernel. Training FLOPs are 3× the forward FLOPs of `s2f.models.summary.encoder_flops`.
+- Sizes: the `demo` and `paper` presets (Table 1, 6 s input, D = 4096 at paper size; D = 128 for demo), batch 8
+  (the paper's; `--paper-batch`, 2 by default on CPU), each step a real optimiser step of the Speech2Face loss.
+- Loader overhead: the demo preset's step time fed by the real loader (`StepBatches` + `AudioWindows` +
+  `DataLoader`, int16 clips cropped and converted per sample) against the same step on one batch kept in memory;
+  target ≤ 10 %. On CUDA the paper size runs with bf16 autocast.
+Prints a table and writes bench/results/training_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from report import exit_on_missed_targets, print_table, save_results  # noqa: E402
+from s2f.losses import LossWeights, speech2face_loss  # noqa: E402
+from s2f.models.presets import get_preset  # noqa: E402
+from s2f.models.summary import encoder_flops  # noqa: E402
+from s2f.models.voice_encoder import VoiceEncoder  # noqa: E402
+from s2f.training.data import AudioWindows, StepBatches, make_loader  # noqa: E402
+from s2f.training.loop import autocast  # noqa: E402
+
+SAMPLE_RATE = 16000
+
+
+def matmul_flops(device: torch.device, n: int, repeat: int) -> float:
+    """Best FLOP/s of an n×n @ n×n product."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    best = float("inf")
+    for _ in range(repeat + 1):
+        _sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_step(model: VoiceEncoder, dim: int, device: torch.device):
+    """One real optimiser step of the Speech2Face loss (frozen f_dec and identity head of the preset's size)."""
+    f_dec = torch.nn.Linear(dim, 512).to(device).requires_grad_(False)
+    head = torch.nn.Linear(dim, 100).to(device).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.999), eps=1e-4)
+
+    def step(wave: torch.Tensor, target: torch.Tensor) -> None:
+        with autocast(device):
+            terms = speech2face_loss(f_dec, target, model(wave).float(), LossWeights(), head)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+    return step
+
+
+def time_steps(step, batches: Iterable, targets: torch.Tensor, device: torch.device, warmup: int, steps: int) -> float:
+    """Seconds per step over `steps` steps after `warmup` ones (data movement included)."""
+    it = iter(batches)
+    for _ in range(warmup):
+        wave, idx = next(it)
+        step(wave.to(device), targets[idx].to(device))
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        wave, idx = next(it)
+        step(wave.to(device), targets[idx].to(device))
+    _sync(device)
+    return (time.perf_counter() - start) / steps
+
+
+def bench_size(name: str, device: torch.device, batch: int, steps: int, mm: float) -> dict:
+    preset = get_preset(name)
+    config = preset.encoder
+    torch.manual_seed(0)
+    model = VoiceEncoder(config).to(device).train()
+    wave = torch.randn(batch, int(preset.seconds * SAMPLE_RATE), device=device) * 0.1
+    target = torch.randn(batch, config.out_dim, device=device)
+    step = make_step(model, config.out_dim, device)
+    batches = ((wave, torch.arange(batch)) for _ in range(10 ** 9))
+    seconds = time_steps(step, batches, target, device, warmup=1, steps=steps)
+    flops = 3 * encoder_flops(config, preset.seconds) * batch / seconds
+    return {"size": name, "batch": batch, "seconds_per_step": seconds, "samples_per_s": batch / seconds,
+            "flops_per_s": flops, "fraction_of_mm": flops / mm, "params": sum(p.numel() for p in model.parameters())}
+
+
+def bench_loader(device: torch.device, clips: int, batch: int, steps: int, workers: int) -> dict:
+    """Step time of the demo preset fed by the real loader vs by one in-memory batch (same shapes)."""
+    preset = get_preset("demo")
+    torch.manual_seed(0)
+    model = VoiceEncoder(preset.encoder).to(device).train()
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal((clips, 6 * SAMPLE_RATE)) * 3000).astype(np.int16)
+    targets = torch.randn(clips, preset.encoder.out_dim)
+    window = int(2.5 * SAMPLE_RATE)
+    step = make_step(model, preset.encoder.out_dim, device)
+    total = steps + 2
+    loader = make_loader(AudioWindows(audio, window, seed=0),
+                         StepBatches.for_epochs(clips, batch, -(-total * batch // clips) + 1, seed=0), workers,
+                         pin_memory=device.type == "cuda")
+    real = time_steps(step, loader, targets, device, warmup=2, steps=steps)
+    fixed = (torch.from_numpy(audio[:batch, :window].astype(np.float32) / 32768), torch.arange(batch))
+    memory = time_steps(step, (fixed for _ in range(10 ** 9)), targets, device, warmup=2, steps=steps)
+    return {"workers": workers, "real_loader_s": real, "in_memory_s": memory, "overhead": real / memory - 1}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and no paper size (a smoke test)")
+    parser.add_argument("--sizes", default="demo,paper", help="presets to time, comma-separated")
+    parser.add_argument("--paper-batch", type=int, default=None,
+                        help="batch at paper size (default: 8, the paper's, on CUDA; 2 on CPU, where one step of 8 "
+                             "takes minutes)")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    paper_batch = args.paper_batch or (8 if device.type == "cuda" else 2)
+    mm = matmul_flops(device, 1024 if args.quick else 2048, repeat=3 if args.quick else 10)
+    sizes = ["demo"] if args.quick else args.sizes.split(",")
+    results = [bench_size(n, device, batch=paper_batch if n == "paper" else 8,
+                          steps=(2 if n == "paper" else 10) // (2 if args.quick else 1) or 1, mm=mm) for n in sizes]
+    loaders = [bench_loader(device, 64, 8, 5 if args.quick else 30, w) for w in (0, 1)]
+    best = min(loaders, key=lambda r: r["overhead"])
+    rows = [("torch.mm throughput (GFLOP/s)", f"{mm / 1e9:.1f}", "", "(this is the baseline)", True)]
+    for r in results:
+        rows.append((f"{r['size']}: training samples/s (batch {r['batch']}, {r['params'] / 1e6:.1f} M params)",
+                     f"{r['samples_per_s']:.2f}", "", "", True))
+        rows.append((f"{r['size']}: achieved GFLOP/s (3× forward)", f"{r['flops_per_s'] / 1e9:.1f}", "",
+                     f"{r['fraction_of_mm']:.0%} of torch.mm", True))
+    for r in loaders:
+        rows.append((f"loader overhead, {r['workers']} workers (step s: loader / in memory)",
+                     f"{r['overhead']:+.1%} ({r['real_loader_s']:.3f} / {r['in_memory_s']:.3f})", "≤ 10 %", "",
+                     r["overhead"] <= 0.10 or r is not best))
+    print(f"device: {device}, threads: {torch.get_num_threads()}")
+    print_table(rows)
+    save_results("training_throughput", {"device": str(device), "mm_flops_per_s": mm, "sizes": results,
+                                         "loader": loaders})
+    exit_on_missed_targets(rows)
+
+
+if __name__ == "__main__":
+    main()

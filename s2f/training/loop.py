@@ -1,0 +1,149 @@
+"""One training loop for every model: AMP on CUDA, DDP under `torchrun`, checkpoints, exact resume.
+
+A checkpoint holds everything the next step depends on: weights, optimiser and scheduler state, the step, the RNG
+states, the partial sums of the epoch being logged and the curve so far. Batches are a pure function of
+(seed, step) (see `s2f.training.data`), so a run killed at any point and resumed from its last checkpoint ends
+with the same weights as a run never interrupted (on CPU, where kernels are deterministic). A checkpoint also
+carries a fingerprint of the run's settings: one written under other params or data is ignored, never resumed.
+It is written to a temporary file and renamed, so a kill during the write leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from s2f.training.data import StepBatches, make_loader
+from s2f.training.distributed import Runtime, mean_across_ranks
+
+LogFn = Callable[[int, dict[str, float]], None]
+StepLoss = Callable[[nn.Module, tuple, torch.device], dict[str, torch.Tensor]]
+
+
+@dataclass
+class LoopSettings:
+    steps: int                       # optimiser steps in all
+    steps_per_epoch: int             # one logged row per epoch
+    checkpoint_every: int = 0        # steps; 0: no checkpoints
+    checkpoint: Path | None = None   # the checkpoint file (resumed from when its fingerprint matches)
+    fingerprint: str = ""            # settings + data identity; a checkpoint with another one is not resumed
+    amp: bool = True                 # bf16 autocast on CUDA (no loss scaling needed); ignored on CPU
+    workers: int = 0                 # DataLoader worker processes
+
+
+@dataclass
+class Progress:
+    step: int = 0
+    sums: dict[str, float] = field(default_factory=dict)
+    count: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def fingerprint(*parts: object) -> str:
+    """A short hash of settings and data identity, so a checkpoint is only resumed by the run that wrote it."""
+    blob = json.dumps([p if isinstance(p, (dict, list, str, int, float)) else repr(p) for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def data_digest(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for a in arrays:
+        digest.update(str(a.shape).encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+
+
+def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched, progress: Progress,
+                    fingerprint: str) -> None:
+    state = {
+        "fingerprint": fingerprint, "step": progress.step, "sums": progress.sums, "count": progress.count,
+        "history": progress.history, "model": model.state_dict(), "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(), "rng_cpu": torch.get_rng_state(),
+        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path | None, expected: str, model: nn.Module, opt, sched) -> Progress | None:
+    """Restore a matching checkpoint into model, optimiser, scheduler and the RNGs; None when there is none."""
+    if path is None or not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != expected:
+        print(f"checkpoint {path} was written by other settings or data: starting afresh")
+        return None
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng_cpu"])
+    if state["rng_cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng_cuda"])
+    return Progress(state["step"], dict(state["sums"]), state["count"], list(state["history"]))
+
+
+def fit(model: nn.Module, step_loss: StepLoss, dataset, batches: StepBatches, opt: torch.optim.Optimizer, sched,
+        settings: LoopSettings, runtime: Runtime, log: LogFn) -> list[dict[str, float]]:
+    """Train `model` in place for `settings.steps` steps; returns the per-epoch curve (also passed to `log`).
+
+    `step_loss(model, batch, device)` returns the loss terms with the one to minimise under "total".
+    `log(epoch, row)` is called on rank 0 only, also for epochs replayed from a checkpoint's history.
+    """
+    model.to(runtime.device)
+    progress = load_checkpoint(settings.checkpoint, settings.fingerprint, model, opt, sched) or Progress()
+    if progress.step:
+        print(f"resuming from step {progress.step} of {settings.steps} ({settings.checkpoint})")
+    if runtime.is_main:
+        for epoch, row in enumerate(progress.history):
+            log(epoch, row)
+    wrapped = DistributedDataParallel(model) if runtime.distributed else model
+    batches.start = progress.step
+    loader = make_loader(dataset, batches, settings.workers, pin_memory=runtime.device.type == "cuda")
+    model.train()
+    for batch in loader:
+        with autocast(runtime.device, settings.amp):
+            terms = step_loss(wrapped, batch, runtime.device)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+        sched.step()
+        progress.step += 1
+        _accumulate(progress, terms, len(batch[0]))
+        if progress.step % settings.steps_per_epoch == 0 or progress.step == settings.steps:
+            _end_epoch(progress, sched, runtime, log)
+        if settings.checkpoint and settings.checkpoint_every and runtime.is_main and (
+                progress.step % settings.checkpoint_every == 0 or progress.step == settings.steps):
+            save_checkpoint(settings.checkpoint, model, opt, sched, progress, settings.fingerprint)
+    model.eval()
+    return progress.history
+
+
+def _accumulate(progress: Progress, terms: dict[str, torch.Tensor], n: int) -> None:
+    for key, value in terms.items():
+        progress.sums[key] = progress.sums.get(key, 0.0) + float(value.detach()) * n
+    progress.count += n
+
+
+def _end_epoch(progress: Progress, sched, runtime: Runtime, log: LogFn) -> None:
+    row = {f"loss_{k}": v / max(progress.count, 1) for k, v in sorted(progress.sums.items())}
+    row = mean_across_ranks(row, runtime) | {"lr": sched.get_last_lr()[0], "step": progress.step}
+    progress.history.append(row)
+    progress.sums, progress.count = {}, 0
+    if runtime.is_main:
+        log(len(progress.history) - 1, row)

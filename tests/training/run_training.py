@@ -1,0 +1,65 @@
+"""A tiny voice-encoder training run as its own process, for the resume (SIGKILL) and DDP (torchrun) tests.
+
+Usage: python -m tests.training.run_training --out DIR [--checkpoint FILE] [--kill-after-epoch K]
+Writes DIR/weights-rank<R>.pt (every rank) and DIR/curve.json (rank 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from s2f.config import TrainEncoderParams
+from s2f.training.distributed import setup_runtime, teardown_runtime
+from s2f.training.encoder import train_encoder
+
+PARAMS = {
+    "model": {"preset": "demo", "blocks": [{"channels": 4, "time_pool": True, "freq_stride": 4},
+                                           {"channels": 8, "time_pool": True, "freq_stride": 4}],
+              "last_channels": 8, "hidden": 16},
+    "crop_seconds": 0.75, "epochs": 4, "batch_size": 4, "lr": 0.003,
+    "loss": {"distill": 200.0}, "loop": {"checkpoint_every": 2, "amp": True}, "seed": 3,
+}
+
+
+def synthetic_data(n: int = 24, seconds: float = 1.0, dim: int = 6, speakers: int = 6):
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal((n, int(seconds * 16000))) * 3000).astype(np.int16)
+    embedding = rng.standard_normal((n, dim)).astype(np.float32)
+    return audio, embedding, np.arange(n) % speakers
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--kill-after-epoch", type=int)
+    args = parser.parse_args()
+    audio, embedding, speakers = synthetic_data()
+    torch.manual_seed(1)
+    f_dec, head = torch.nn.Linear(6, 10), torch.nn.Linear(6, 6)
+    runtime = setup_runtime()
+    rows = []
+
+    def log(epoch: int, row: dict) -> None:
+        rows.append(row)
+        if args.kill_after_epoch is not None and epoch == args.kill_after_epoch:
+            os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no cleanup, no atexit, mid-run
+
+    model = train_encoder(audio, embedding, f_dec, head, TrainEncoderParams.model_validate(PARAMS), runtime, log,
+                          args.checkpoint)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), args.out / f"weights-rank{runtime.rank}.pt")
+    if runtime.is_main:
+        (args.out / "curve.json").write_text(json.dumps(rows))
+    teardown_runtime(runtime)
+
+
+if __name__ == "__main__":
+    main()

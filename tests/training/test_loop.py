@@ -1,0 +1,96 @@
+"""The training loop: a killed run resumes exactly; DDP over 2 CPU processes (gloo) keeps replicas in sync."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from s2f.training.data import StepBatches
+from tests.conftest import ROOT
+
+
+def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    straight = _run("-m", "tests.training.run_training", "--out", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+    ckpt = tmp_path / "ckpt.pt"
+    killed = _run("-m", "tests.training.run_training", "--out", str(tmp_path / "resumed"), "--checkpoint", str(ckpt),
+                  "--kill-after-epoch", "1")
+    assert killed.returncode == -signal.SIGKILL
+    assert ckpt.is_file() and not (tmp_path / "resumed").exists()
+    resumed = _run("-m", "tests.training.run_training", "--out", str(tmp_path / "resumed"), "--checkpoint", str(ckpt))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from step" in resumed.stdout
+    a, b = _weights(tmp_path / "straight/weights-rank0.pt"), _weights(tmp_path / "resumed/weights-rank0.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    curve_a = json.loads((tmp_path / "straight/curve.json").read_text())
+    curve_b = json.loads((tmp_path / "resumed/curve.json").read_text())
+    assert curve_a == curve_b and len(curve_a) == 4  # the replayed history plus the epochs after the resume
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    ckpt = tmp_path / "ckpt.pt"
+    assert _run("-m", "tests.training.run_training", "--out", str(tmp_path / "a"), "--checkpoint", str(ckpt),
+                "--kill-after-epoch", "1").returncode == -signal.SIGKILL
+    state = torch.load(ckpt, weights_only=True)
+    state["fingerprint"] = "written-by-another-run"
+    torch.save(state, ckpt)
+    again = _run("-m", "tests.training.run_training", "--out", str(tmp_path / "a"), "--checkpoint", str(ckpt))
+    assert again.returncode == 0, again.stderr
+    assert "starting afresh" in again.stdout and "resuming" not in again.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_on_gloo(tmp_path):
+    run = _run("-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-addr",
+               "127.0.0.1", "--master-port", str(_free_port()), "-m", "tests.training.run_training",
+               "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    rank0, rank1 = _weights(tmp_path / "weights-rank0.pt"), _weights(tmp_path / "weights-rank1.pt")
+    params = [k for k in rank0 if "running_" not in k and "num_batches" not in k]
+    assert len(params) >= 10
+    for key in params:  # each rank saw different samples: only gradient averaging keeps the weights equal
+        torch.testing.assert_close(rank0[key], rank1[key], msg=key)
+    # batch-norm running statistics stay per rank (DDP broadcasts rank 0's each step; rank 0 saves them)
+    assert any(not torch.equal(rank0[k], rank1[k]) for k in rank0 if "running_mean" in k)
+    curve = json.loads((tmp_path / "curve.json").read_text())
+    assert len(curve) == 4 and curve[-1]["step"] == 4 * 3  # 24 samples / 2 ranks / batch 4 = 3 steps per epoch
+    assert curve[-1]["loss_total"] < curve[0]["loss_total"]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_step_batches_cover_each_epoch_once_across_ranks(world):
+    ranks = [StepBatches.for_epochs(25, 4, 2, seed=5, rank=r, world_size=world) for r in range(world)]
+    for epoch in range(2):
+        seen = [i for b in ranks for i in b.epoch_order(epoch).ravel()]
+        assert len(seen) == len(set(seen)) == ranks[0].steps_per_epoch * 4 * world
+
+
+def test_step_batches_resume_mid_epoch_reads_the_same_batches():
+    full = list(StepBatches.for_epochs(20, 4, 3, seed=1))
+    later = StepBatches.for_epochs(20, 4, 3, seed=1)
+    later.start = 7
+    assert list(later) == full[7:]
