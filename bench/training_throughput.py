@@ -113,7 +113,7 @@ def bench_loader(device: torch.device, clips: int, batch: int, steps: int, worke
     step = make_step(model, preset.encoder.out_dim, device)
     total = steps + 2
     loader = make_loader(AudioWindows(audio, window, seed=0),
-                         StepBatches.for_epochs(clips, batch, -(-total * batch // clips) + 1, seed=0), workers,
+                         StepBatches(clips, batch, -(-total * batch // clips) + 1, seed=0), workers,
                          pin_memory=device.type == "cuda")
     real = time_steps(step, loader, targets, device, warmup=2, steps=steps)
     fixed = (torch.from_numpy(audio[:batch, :window].astype(np.float32) / 32768), torch.arange(batch))

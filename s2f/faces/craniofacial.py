@@ -25,8 +25,8 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from s2f.faces import dlib_models
 from s2f.faces.detect import FaceBox
+from s2f.faces.features import landmarks_68
 from s2f.metrics import pearson_r
 
 Point = int | tuple[int, ...]          # a landmark index, or several whose mean is the point
@@ -117,7 +117,6 @@ def landmarks_of_faces(images: np.ndarray, boxes: np.ndarray | None = None, marg
         raise ValueError(f"expected (N, H, W, 3) uint8 images, got {images.shape} {images.dtype}")
     n, h, w, _ = images.shape
     sx, sy = LANDMARK_SIZE / w, LANDMARK_SIZE / h
-    predictor = dlib_models.shape_predictor(68)
     out = np.empty((n, 68, 2), np.float32)
     for i, image in enumerate(images):
         if (h, w) != (LANDMARK_SIZE, LANDMARK_SIZE):
@@ -127,8 +126,7 @@ def landmarks_of_faces(images: np.ndarray, boxes: np.ndarray | None = None, marg
         else:
             left, top, right, bottom = np.asarray(boxes[i], np.float64) * (sx, sy, sx, sy)
             box = FaceBox(round(left), round(top), round(right), round(bottom), 1.0)
-        shape = predictor(np.ascontiguousarray(image), box.to_dlib())
-        out[i] = [(p.x, p.y) for p in shape.parts()]
+        out[i] = landmarks_68(np.ascontiguousarray(image), box)
     # dlib's integer point (x, y) is a pixel centre: map through centres so a resize round-trips without drift
     return ((out + 0.5) / (sx, sy) - 0.5).astype(np.float32)
 

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
-from s2f.faces.detect import FaceBox
+from s2f.faces.detect import FaceBox, crop_face
 
 if TYPE_CHECKING:
     import keras
@@ -217,13 +216,8 @@ def face_input(crop: np.ndarray, box: FaceBox, box_scale: float = BOX_SCALE) -> 
     Why not the whole 224 crop: ours grows the box by 0.4 on every side (1.8×) for the decoder's context, while
     VGG-Face was trained on tighter face crops; 1.3× keeps the whole face (chin, forehead) with a small margin.
     """
-    side = max(box.width, box.height) * box_scale
-    x0 = (box.left + box.right) / 2 - side / 2
-    y0 = (box.top + box.bottom) / 2 - side / 2
-    image = Image.fromarray(np.ascontiguousarray(crop, np.uint8))
-    face = image.transform((INPUT_SIZE, INPUT_SIZE), Image.Transform.EXTENT, (x0, y0, x0 + side, y0 + side),
-                           resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
-    return np.asarray(face)
+    face, _ = crop_face(np.ascontiguousarray(crop, np.uint8), box, INPUT_SIZE, margin=(box_scale - 1) / 2)
+    return face
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:

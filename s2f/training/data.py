@@ -18,24 +18,18 @@ SampleKey = tuple[int, int]  # (epoch, sample index)
 
 
 class StepBatches(Sampler[list[SampleKey]]):
-    """Batches of (epoch, index) keys for optimizer steps `start, start+1, …, steps-1` of one rank."""
+    """Batches of (epoch, index) keys for optimizer steps `start, start+1, …, steps-1` of one rank, for `epochs`."""
 
-    def __init__(self, num_samples: int, batch_size: int, steps: int, seed: int, rank: int = 0, world_size: int = 1):
+    def __init__(self, num_samples: int, batch_size: int, epochs: int, seed: int, rank: int = 0, world_size: int = 1):
         self.per_rank = num_samples // world_size
         self.steps_per_epoch = self.per_rank // batch_size
         if self.steps_per_epoch < 1:
             raise ValueError(f"{num_samples} samples cannot fill one batch of {batch_size} on each of "
                              f"{world_size} processes: lower the batch size")
-        self.num_samples, self.batch_size, self.steps, self.seed = num_samples, batch_size, steps, seed
+        self.num_samples, self.batch_size, self.seed = num_samples, batch_size, seed
+        self.steps = epochs * self.steps_per_epoch
         self.rank, self.world_size = rank, world_size
         self.start = 0
-
-    @classmethod
-    def for_epochs(cls, num_samples: int, batch_size: int, epochs: int, seed: int, rank: int = 0,
-                   world_size: int = 1) -> "StepBatches":
-        batches = cls(num_samples, batch_size, 1, seed, rank, world_size)
-        batches.steps = epochs * batches.steps_per_epoch
-        return batches
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """This rank's samples of `epoch`, in order, cut to whole batches: (steps_per_epoch, batch_size)."""

@@ -57,8 +57,8 @@ class _DecodeAll(nn.Module):
         return self.decoder.decode(feature)
 
 
-def _settings(p: TrainDecoderParams, batches: StepBatches, checkpoint: Path | None, *key: object) -> LoopSettings:
-    return LoopSettings(batches.steps, batches.steps_per_epoch, p.loop.checkpoint_every, checkpoint,
+def _settings(p: TrainDecoderParams, checkpoint: Path | None, *key: object) -> LoopSettings:
+    return LoopSettings(p.loop.checkpoint_every, checkpoint,
                         fingerprint(p.model_dump(), *key), p.loop.amp, p.loop.loader_workers)
 
 
@@ -72,12 +72,12 @@ def train_proxy(t: DecoderTargets, p: TrainDecoderParams, runtime: Runtime, log:
         image, feature = (b.to(device) for b in batch)
         return {"total": (1 - F.cosine_similarity(model(image).float(), feature, dim=1)).mean()}
 
-    batches = StepBatches.for_epochs(len(t.images), p.batch_size, p.proxy.epochs, p.seed + 1, runtime.rank,
+    batches = StepBatches(len(t.images), p.batch_size, p.proxy.epochs, p.seed + 1, runtime.rank,
                                      runtime.world_size)
     opt = torch.optim.Adam(proxy.parameters(), lr=p.proxy.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=batches.steps)
     fit(proxy, step_loss, Rows(t.images, t.features), batches, opt, sched,
-        _settings(p, batches, None), runtime, log)
+        _settings(p, None), runtime, log)
     return proxy.requires_grad_(False).eval()
 
 
@@ -96,11 +96,11 @@ def train_decoder(t: DecoderTargets, proxy: FeatureProxy | None, p: TrainDecoder
         feature, texture, landmarks = (b.to(device) for b in batch)
         return decoder_loss(model(feature), texture, landmarks, weights, identity=identity, feature=feature)
 
-    batches = StepBatches.for_epochs(len(t.features), p.batch_size, p.epochs, p.seed, runtime.rank,
+    batches = StepBatches(len(t.features), p.batch_size, p.epochs, p.seed, runtime.rank,
                                      runtime.world_size)
     opt = torch.optim.Adam(decoder.parameters(), lr=p.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=batches.steps)
     key = (runtime.world_size, data_digest(t.features.numpy(), t.textures.numpy()))
     fit(_DecodeAll(decoder), step_loss, Rows(t.features, t.textures, t.landmarks), batches, opt, sched,
-        _settings(p, batches, checkpoint, *key), runtime, log)
+        _settings(p, checkpoint, *key), runtime, log)
     return decoder.eval()

@@ -52,10 +52,10 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, id
         return speech2face_loss(f_dec, target[idx.to(device)], predicted, weights, head)
 
     window = min(int(p.crop_seconds * SAMPLE_RATE), audio.shape[1])
-    batches = StepBatches.for_epochs(len(audio), p.batch_size, p.epochs, p.seed, runtime.rank, runtime.world_size)
+    batches = StepBatches(len(audio), p.batch_size, p.epochs, p.seed, runtime.rank, runtime.world_size)
     opt = torch.optim.Adam(model.parameters(), lr=p.lr, betas=p.betas, eps=p.eps)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=p.lr_decay_every, gamma=p.lr_decay)
-    settings = LoopSettings(batches.steps, batches.steps_per_epoch, p.loop.checkpoint_every, checkpoint,
+    settings = LoopSettings(p.loop.checkpoint_every, checkpoint,
                             fingerprint(p.model_dump(), runtime.world_size, data_digest(audio, embedding)),
                             p.loop.amp, p.loop.loader_workers)
     fit(model, step_loss, AudioWindows(audio, window, p.seed), batches, opt, sched, settings, runtime, log)

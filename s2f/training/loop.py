@@ -31,8 +31,6 @@ StepLoss = Callable[[nn.Module, tuple, torch.device], dict[str, torch.Tensor]]
 
 @dataclass
 class LoopSettings:
-    steps: int                       # optimiser steps in all
-    steps_per_epoch: int             # one logged row per epoch
     checkpoint_every: int = 0        # steps; 0: no checkpoints
     checkpoint: Path | None = None   # the checkpoint file (resumed from when its fingerprint matches)
     fingerprint: str = ""            # settings + data identity; a checkpoint with another one is not resumed
@@ -100,7 +98,7 @@ def load_checkpoint(path: Path | None, expected: str, model: nn.Module, opt, sch
 
 def fit(model: nn.Module, step_loss: StepLoss, dataset, batches: StepBatches, opt: torch.optim.Optimizer, sched,
         settings: LoopSettings, runtime: Runtime, log: LogFn) -> list[dict[str, float]]:
-    """Train `model` in place for `settings.steps` steps; returns the per-epoch curve (also passed to `log`).
+    """Train `model` in place for the steps of `batches` (one logged row per epoch); returns the per-epoch curve (also passed to `log`).
 
     `step_loss(model, batch, device)` returns the loss terms with the one to minimise under "total".
     `log(epoch, row)` is called on rank 0 only, also for epochs replayed from a checkpoint's history.
@@ -108,7 +106,7 @@ def fit(model: nn.Module, step_loss: StepLoss, dataset, batches: StepBatches, op
     model.to(runtime.device)
     progress = load_checkpoint(settings.checkpoint, settings.fingerprint, model, opt, sched) or Progress()
     if progress.step:
-        print(f"resuming from step {progress.step} of {settings.steps} ({settings.checkpoint})")
+        print(f"resuming from step {progress.step} of {batches.steps} ({settings.checkpoint})")
     if runtime.is_main:
         for epoch, row in enumerate(progress.history):
             log(epoch, row)
@@ -125,10 +123,10 @@ def fit(model: nn.Module, step_loss: StepLoss, dataset, batches: StepBatches, op
         sched.step()
         progress.step += 1
         _accumulate(progress, terms, len(batch[0]))
-        if progress.step % settings.steps_per_epoch == 0 or progress.step == settings.steps:
+        if progress.step % batches.steps_per_epoch == 0 or progress.step == batches.steps:
             _end_epoch(progress, sched, runtime, log)
         if settings.checkpoint and settings.checkpoint_every and runtime.is_main and (
-                progress.step % settings.checkpoint_every == 0 or progress.step == settings.steps):
+                progress.step % settings.checkpoint_every == 0 or progress.step == batches.steps):
             save_checkpoint(settings.checkpoint, model, opt, sched, progress, settings.fingerprint)
     model.eval()
     return progress.history

@@ -92,12 +92,18 @@ def test_mean_shape_is_saved_with_the_weights(tmp_path):
     torch.testing.assert_close(loaded(x), model(x))
 
 
-def test_decoder_loss_terms_and_weighted_total():
+def _decoded_with_proxy():
+    """A tiny decoder, a frozen proxy, 3 features and their decoding (seeded)."""
     torch.manual_seed(0)
     model = FaceDecoder(TINY)
     proxy = FeatureProxy(FeatureProxyConfig(image_size=16, out_dim=16, channels=8)).requires_grad_(False)
     feature = torch.randn(3, 16)
     decoded = model.decode(feature)
+    return model, proxy, feature, decoded
+
+
+def test_decoder_loss_terms_and_weighted_total():
+    model, proxy, feature, decoded = _decoded_with_proxy()
     texture, landmarks = torch.rand(3, 3, 16, 16), mean_face().expand(3, -1, -1) + 0.01
     weights = DecoderLossWeights(texture=1.0, landmarks=100.0, identity=0.1)
     terms = decoder_loss(decoded, texture, landmarks, weights, identity=proxy, feature=feature)
@@ -113,11 +119,7 @@ def test_decoder_loss_terms_and_weighted_total():
 
 def test_identity_term_reaches_the_landmarks_through_the_warp():
     """Only the identity term sees the warped image; its gradient must flow through the warp into the landmark head."""
-    torch.manual_seed(0)
-    model = FaceDecoder(TINY)
-    proxy = FeatureProxy(FeatureProxyConfig(image_size=16, out_dim=16, channels=8)).requires_grad_(False)
-    feature = torch.randn(3, 16)
-    decoded = model.decode(feature)
+    model, proxy, feature, decoded = _decoded_with_proxy()
     weights = DecoderLossWeights(texture=0.0, landmarks=0.0, identity=1.0)
     terms = decoder_loss(decoded, decoded.texture.detach(), decoded.landmarks.detach(), weights, proxy, feature)
     terms["total"].backward()

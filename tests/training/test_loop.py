@@ -83,14 +83,14 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
 
 @pytest.mark.parametrize("world", [1, 2, 3])
 def test_step_batches_cover_each_epoch_once_across_ranks(world):
-    ranks = [StepBatches.for_epochs(25, 4, 2, seed=5, rank=r, world_size=world) for r in range(world)]
+    ranks = [StepBatches(25, 4, 2, seed=5, rank=r, world_size=world) for r in range(world)]
     for epoch in range(2):
         seen = [i for b in ranks for i in b.epoch_order(epoch).ravel()]
         assert len(seen) == len(set(seen)) == ranks[0].steps_per_epoch * 4 * world
 
 
 def test_step_batches_resume_mid_epoch_reads_the_same_batches():
-    full = list(StepBatches.for_epochs(20, 4, 3, seed=1))
-    later = StepBatches.for_epochs(20, 4, 3, seed=1)
+    full = list(StepBatches(20, 4, 3, seed=1))
+    later = StepBatches(20, 4, 3, seed=1)
     later.start = 7
     assert list(later) == full[7:]
