@@ -25,8 +25,8 @@ from s2f.config import PreprocessParams
 from s2f.faces.detect import FaceBox, crop_face, detect_faces, face_at, is_ambiguous, largest_face
 from s2f.io import media
 from s2f.parallel import process_imap
-from s2f.io.shards import (link_or_copy, move_to_quarantine, quarantine_table, read_record, shard_index, shard_name, work_key,
-                           write_record, write_shard, write_table)
+from s2f.io.shards import (link_or_copy, move_to_quarantine, quarantine_table, read_record, shard_index, shard_name,
+                           source_hash, work_key, write_record, write_shard, write_table)
 
 
 BLANK_CROP_STD = 2.0  # pixel std of a single-colour crop is ~0; any real face is far above (the shard suite agrees)
@@ -224,8 +224,7 @@ CODE = ["preprocess.py", "audio.py", "faces/detect.py", "io/media.py"]
 
 def code_fingerprint() -> str:
     """A hash of the code that shapes a shard: a fix to it must redo finished shards, not republish them."""
-    root = Path(__file__).parent
-    return work_key([(name, (root / name).read_text()) for name in CODE])
+    return source_hash(CODE)
 
 
 @dataclass

@@ -31,6 +31,16 @@ def work_key(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def source_hash(names: list[str]) -> str:
+    """A hash of the s2f source files (or every .py under the folders) named relative to the package root.
+
+    Why: a fix to the code that made a result must make that result stale, not let a resume reuse it.
+    """
+    root = Path(__file__).resolve().parents[1]
+    files = sorted(f for name in names for f in ([root / name] if name.endswith(".py") else (root / name).rglob("*.py")))
+    return work_key([(str(f.relative_to(root)), f.read_text()) for f in files])
+
+
 def read_record(path: Path, key: str) -> dict | None:
     """The done-record of a shard if it exists and was made from the same inputs (`key`), else None.
 

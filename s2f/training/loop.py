@@ -4,14 +4,14 @@ A checkpoint holds everything the next step depends on: weights, optimiser and s
 states, the partial sums of the epoch being logged and the curve so far. Batches are a pure function of
 (seed, step) (see `s2f.training.data`), so a run killed at any point and resumed from its last checkpoint ends
 with the same weights as a run never interrupted (on CPU, where kernels are deterministic). A checkpoint also
-carries a fingerprint of the run's settings: one written under other params or data is ignored, never resumed.
+carries a fingerprint of the run's settings, data and training code: one written under other params, data or
+code is ignored, never resumed.
 It is written to a temporary file and renamed, so a kill during the write leaves the previous one intact.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from s2f.io.shards import source_hash, work_key
 from s2f.training.data import StepBatches, make_loader
 from s2f.training.distributed import Runtime, mean_across_ranks
 
@@ -46,11 +47,14 @@ class Progress:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+# the code a training result depends on: a fix to it must retrain, not resume a finished run of the old code
+TRAINING_CODE = ["training", "models", "losses.py", "audio.py"]
+
+
 def fingerprint(*parts: object) -> str:
-    """A short hash of settings and data identity, so a checkpoint is only resumed by the run that wrote it."""
-    blob = json.dumps([p if isinstance(p, (dict, list, str, int, float)) else repr(p) for p in parts],
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """A short hash of settings, data identity and the training code, so a checkpoint is only resumed by the run
+    that wrote it."""
+    return work_key([source_hash(TRAINING_CODE), *parts])[:16]
 
 
 def data_digest(*arrays: np.ndarray) -> str:

@@ -94,3 +94,12 @@ def test_step_batches_resume_mid_epoch_reads_the_same_batches():
     later = StepBatches(20, 4, 3, seed=1)
     later.start = 7
     assert list(later) == full[7:]
+
+
+def test_fingerprint_covers_the_training_code(monkeypatch):
+    """A finished checkpoint of the old code must not be resumed after a fix to the training code."""
+    from s2f.training import loop
+
+    before = loop.fingerprint({"lr": 1e-3}, "data")
+    monkeypatch.setattr(loop, "TRAINING_CODE", ["training"])  # as if models/, the loss or the STFT had changed
+    assert loop.fingerprint({"lr": 1e-3}, "data") != before
