@@ -1,8 +1,13 @@
 """MLflow tracking for the stages: an embedded SQLite store in the project by default, a server when configured.
 
-`MLFLOW_TRACKING_URI` (e.g. http://127.0.0.1:5000) overrides the default `sqlite:///<cwd>/mlruns.db`; artifacts of
-the default store go to `<cwd>/mlartifacts`. Both paths are git-ignored. Entered as a context manager by the stages
-only, so library code never touches MLflow.
+`MLFLOW_TRACKING_URI` (e.g. http://127.0.0.1:5000) overrides the default `sqlite:///<cwd>/mlruns.db`. Where a new
+experiment keeps its artifacts:
+- `S2F_ARTIFACT_URI` when set (e.g. `s3://bucket/mlflow`: clients write to S3 themselves, with
+  `MLFLOW_S3_ENDPOINT_URL` for an S3-compatible server);
+- else, for a SQLite store, `mlartifacts/` beside the database file: every worker checkout that shares one database
+  also shares its artifacts (a relative default would scatter them over checkouts);
+- else the server decides (an `mlflow server --artifacts-destination s3://…` proxies them).
+Entered as a context manager by the stages only, so library code never touches MLflow.
 """
 
 from __future__ import annotations
@@ -20,12 +25,39 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns.db').resolve()}"
 
 
-def _git_commit() -> str:
+def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except OSError:
         return "unknown"
+
+
+def artifact_location() -> str | None:
+    """Where a new experiment's artifacts go (see the module docstring); None lets the tracking server decide."""
+    if os.environ.get("S2F_ARTIFACT_URI"):
+        return os.environ["S2F_ARTIFACT_URI"]
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def use_experiment(name: str | None = None) -> str:
+    """Point MLflow at the tracking store and the experiment (created on first use); returns the experiment name."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = name or os.environ.get("S2F_EXPERIMENT", EXPERIMENT)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        try:
+            mlflow.create_experiment(experiment, artifact_location=artifact_location())
+        except mlflow.exceptions.MlflowException:  # created meanwhile by a stage on another worker
+            if mlflow.get_experiment_by_name(experiment) is None:
+                raise
+    mlflow.set_experiment(experiment)
+    return experiment
 
 
 @contextmanager
@@ -41,16 +73,10 @@ def main_process_run(stage: str, params: dict, is_main: bool) -> Iterator["objec
 @contextmanager
 def stage_run(stage: str, params: dict) -> Iterator["object"]:
     """An MLflow run named after the stage, with its params section logged and the git commit tagged."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment = os.environ.get("S2F_EXPERIMENT", EXPERIMENT)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        artifacts = None if "MLFLOW_TRACKING_URI" in os.environ else Path("mlartifacts").resolve().as_uri()
-        mlflow.create_experiment(experiment, artifact_location=artifacts)
-    mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=stage, tags={"stage": stage, "git_commit": _git_commit()}) as run:
+    use_experiment()
+    with mlflow.start_run(run_name=stage, tags={"stage": stage, "git_commit": git_commit()}) as run:
         mlflow.log_params(_flatten(params))
         yield run
 

@@ -1,0 +1,90 @@
+"""Where MLflow puts artifacts: beside a SQLite store, directly on S3, or on S3 through a tracking server's proxy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+
+from s2f.io.tracking import artifact_location, stage_run
+from tests.s3_server import free_port
+
+
+def _keys(endpoint: str, bucket: str, prefix: str) -> list[str]:
+    client = boto3.session.Session().client("s3", endpoint_url=endpoint)
+    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+
+
+def _log_one_artifact(tmp_path: Path) -> None:
+    import mlflow
+
+    note = tmp_path / "note.txt"
+    note.write_text("hello")
+    with stage_run("unit", {"a": 1}):
+        mlflow.log_artifact(str(note))
+
+
+def test_sqlite_store_keeps_artifacts_beside_the_database(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store' / 'mlruns.db'}")
+    monkeypatch.delenv("S2F_ARTIFACT_URI", raising=False)
+    (tmp_path / "store").mkdir()
+    assert artifact_location() == (tmp_path / "store" / "mlartifacts").as_uri()
+    monkeypatch.chdir(tmp_path)
+    _log_one_artifact(tmp_path)
+    assert list((tmp_path / "store" / "mlartifacts").rglob("note.txt"))
+
+
+def test_artifacts_go_directly_to_s3(s3_env, monkeypatch, tmp_path):
+    endpoint, bucket = s3_env
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    monkeypatch.setenv("S2F_ARTIFACT_URI", f"s3://{bucket}/direct")
+    monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("S2F_EXPERIMENT", "direct-s3")
+    _log_one_artifact(tmp_path)
+    assert any(k.startswith("direct/") and k.endswith("note.txt") for k in _keys(endpoint, bucket, "direct/"))
+
+
+@pytest.fixture
+def proxy_server(s3_env, tmp_path):
+    """`mlflow server` on 127.0.0.1 proxying artifacts to S3 (it alone holds the S3 endpoint and credentials)."""
+    endpoint, bucket = s3_env
+    port = free_port()
+    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": endpoint,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                             f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", f"s3://{bucket}/proxied",
+                             "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not start in 60 s")
+        yield url, endpoint, bucket
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+
+def test_artifacts_reach_s3_through_the_tracking_server_proxy(proxy_server, tmp_path):
+    url, endpoint, bucket = proxy_server
+    client_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_S3"))}
+    client_env |= {"MLFLOW_TRACKING_URI": url, "S2F_EXPERIMENT": "proxied", "AWS_CONFIG_FILE": "/nonexistent",
+                   "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+    code = ("import mlflow, pathlib; from s2f.io.tracking import stage_run; p = pathlib.Path('note.txt'); "
+            "p.write_text('hi');\nwith stage_run('unit', {}):\n    mlflow.log_artifact(str(p))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=client_env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert any(k.endswith("note.txt") for k in _keys(endpoint, bucket, "proxied/"))
