@@ -205,10 +205,20 @@ class EvaluateParams(Section):
     seed: int = 0
 
 
+class PromoteParams(Section):
+    """The gate `s2f promote` applies before moving the `champion` alias to the `challenger` (not a DVC stage:
+    promotion changes registry state, not files)."""
+
+    metric: str = Field("retrieval.6s.recall_at_1", description="an evaluation metric, as flattened in MLflow")
+    higher_is_better: bool = True
+    min_improvement: float = Field(0.0, ge=0, description="the challenger must beat the champion by at least this")
+
+
 S = TypeVar("S", bound=Section)
 SECTIONS: dict[str, type[Section]] = {
     "data": DataParams, "preprocess": PreprocessParams, "features": FeaturesParams,
     "train_decoder": TrainDecoderParams, "train_encoder": TrainEncoderParams, "evaluate": EvaluateParams,
+    "promote": PromoteParams,
 }
 
 

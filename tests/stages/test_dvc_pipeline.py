@@ -1,62 +1,21 @@
-"""A real `dvc repro` of all six stages on a tiny demo configuration, in a fresh git repository."""
+"""A real `dvc repro` of every stage on a tiny demo configuration, in a fresh git repository."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import ROOT
-
-TINY = {
-    "data": {"demo": {"speakers": 6, "clips_per_speaker": 2, "min_seconds": 3.0, "max_seconds": 4.0}, "workers": 2},
-    "preprocess": {"workers": 2},
-    "features": {"workers": 2},
-    "train_decoder": {"epochs": 2, "batch_size": 4, "image_size": 16, "texture_grid": 4, "texture_channels": 32,
-                      "hidden": 32, "landmark_hidden": 16, "proxy": {"channels": 4, "epochs": 1}},
-    "train_encoder": {"epochs": 2, "batch_size": 4, "crop_seconds": 1.0,
-                      "model": {"blocks": [{"channels": 4, "time_pool": True, "freq_stride": 4}],
-                                "last_channels": 4, "hidden": 16}},
-    "evaluate": {"ks": [1, 2], "grid_speakers": 2, "craniofacial_max": 6},
-}
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for key, value in override.items():
-        out[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return out
-
-
-def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc
+from tests.tiny_repo import make_tiny_repo, run
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    repo = tmp_path_factory.mktemp("s2f-repo")
-    shutil.copytree(ROOT / "s2f", repo / "s2f", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp"))
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(ROOT / name, repo / name)
-    params = _merge(yaml.safe_load((ROOT / "params.yaml").read_text()), TINY)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
-    _run(["git", "init", "-q"], repo)
-    _run([*git, "add", "-A"], repo)
-    _run([*git, "commit", "-qm", "tiny"], repo)
-    _run([sys.executable, "-m", "dvc", "repro"], repo)
+    repo = make_tiny_repo(tmp_path_factory.mktemp("s2f-repo"))
+    run([sys.executable, "-m", "dvc", "repro"], repo)
     return repo
 
 
@@ -73,7 +32,8 @@ def test_repro_runs_every_stage_and_writes_the_reports(repo):
     assert (repo / "data/features/identity_head.pt").is_file()
     assert (repo / "reports/face_grid.png").stat().st_size > 0
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"download", "preprocess", "features", "train_decoder", "train_encoder", "evaluate"}
+    assert set(lock["stages"]) == {"download", "preprocess", "features", "train_decoder", "train_encoder", "evaluate",
+                                   "register"}
 
 
 def test_training_and_evaluation_are_in_the_mlflow_store(repo):
@@ -83,7 +43,7 @@ def test_training_and_evaluation_are_in_the_mlflow_store(repo):
     experiment = client.get_experiment_by_name("speech2face")
     runs = client.search_runs([experiment.experiment_id])
     by_stage = {r.data.tags["stage"]: r for r in runs}
-    assert set(by_stage) == {"train_decoder", "train_encoder", "evaluate"}
+    assert set(by_stage) == {"train_decoder", "train_encoder", "evaluate", "register"}
     assert len(client.get_metric_history(by_stage["train_encoder"].info.run_id, "loss_total")) == 2  # per epoch
     assert "retrieval.6s.recall_at_1" in by_stage["evaluate"].data.metrics
     for term in ("loss_decoder_l1", "loss_normalized_l2", "loss_distill", "loss_total"):
@@ -94,8 +54,27 @@ def test_training_and_evaluation_are_in_the_mlflow_store(repo):
     assert encoder_files == {"model/voice_encoder.pt", "model/voice_encoder.json"}
 
 
+def test_register_makes_tagged_challengers_of_all_three_models(repo):
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlruns.db'}")
+    commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    features_md5 = next(o["md5"] for o in lock["features"]["outs"] if o["path"] == "data/features")
+    recall = json.loads((repo / "reports/metrics.json").read_text())["retrieval"]["6s"]["recall_at_1"]
+    written = json.loads((repo / "reports/registry.json").read_text())["versions"]
+    for name in ("speech2face", "s2f-voice-encoder", "s2f-face-decoder"):
+        version = client.get_model_version_by_alias(name, "challenger")
+        assert str(version.version) == written[name] == "1"
+        assert version.tags["git_commit"] == commit
+        assert version.tags["dvc.data.features"] == features_md5
+        assert float(version.tags["metric.retrieval.6s.recall_at_1"]) == pytest.approx(recall)
+    composite = client.get_model_version("speech2face", "1")
+    assert composite.tags["component.s2f-voice-encoder"] == "1" and composite.tags["component.s2f-face-decoder"] == "1"
+
+
 def test_second_repro_runs_nothing(repo):
-    out = _run([sys.executable, "-m", "dvc", "repro"], repo).stdout
+    out = run([sys.executable, "-m", "dvc", "repro"], repo).stdout
     assert "Running stage" not in out
     assert "up to date" in out
 
@@ -104,6 +83,6 @@ def test_params_change_reruns_only_downstream(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["evaluate"]["grid_speakers"] = 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = _run([sys.executable, "-m", "dvc", "repro"], repo).stdout
+    out = run([sys.executable, "-m", "dvc", "repro"], repo).stdout
     assert "Running stage 'evaluate'" in out
     assert "Running stage 'train_encoder'" not in out and "Running stage 'download'" not in out

@@ -1,0 +1,85 @@
+"""The promotion gate: move `champion` to the `challenger` only when it is measurably better.
+
+The rule is data (`params.yaml` → `promote`: metric, direction, minimum improvement) and the decision is a pure
+function of two numbers, so it is tested without a registry. Applying it writes the decision and its numbers onto the
+challenger version (`promotion.*` tags), whichever way it goes: the registry itself answers "why is this the
+champion?" and "why was that one refused?". Refusal raises `PromotionRefused`, which the CLI turns into a non-zero
+exit and the flow into a failed run, both with the reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from s2f.config import PromoteParams
+from s2f.registry import CHALLENGER, CHAMPION, COMPOSITE, alias_version, champion_history, metric_of, set_champion
+
+
+class PromotionRefused(RuntimeError):
+    """The gate said no (or there is nothing to promote or roll back); the message is the reason."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    challenger_value: float | None
+    champion_value: float | None
+
+
+def decide(gate: PromoteParams, challenger: float | None, champion: float | None) -> Decision:
+    """Promote when there is no champion yet, or the challenger beats it: strictly, and by `min_improvement`."""
+    if challenger is None:
+        return Decision(False, f"the challenger has no metric {gate.metric!r}", None, champion)
+    if champion is None:
+        return Decision(True, f"no champion yet; {gate.metric} = {challenger:.4f}", challenger, None)
+    gain = (challenger - champion) if gate.higher_is_better else (champion - challenger)
+    verdict = (f"{gate.metric}: challenger {challenger:.4f} vs champion {champion:.4f}, improvement {gain:+.4f} "
+               f"(needed ≥ {gate.min_improvement:g})")
+    return Decision(gain > 0 and gain >= gate.min_improvement, verdict, challenger, champion)
+
+
+def _record(client, version: str, decision: Decision, gate: PromoteParams, champion_version: str | None) -> None:
+    tags = {"promotion.decision": "promoted" if decision.promote else "refused",
+            "promotion.reason": decision.reason, "promotion.metric": gate.metric,
+            "promotion.min_improvement": repr(gate.min_improvement),
+            "promotion.challenger_value": repr(decision.challenger_value),
+            "promotion.champion_value": repr(decision.champion_value),
+            "promotion.champion_version": champion_version or "none",
+            "promotion.at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+    for key, value in tags.items():
+        client.set_model_version_tag(COMPOSITE, version, key, value)
+
+
+def promote(client, gate: PromoteParams) -> Decision:
+    """Apply the gate to `speech2face@challenger`; on success it (and its components) become `champion`."""
+    challenger = alias_version(client, COMPOSITE, CHALLENGER)
+    if challenger is None:
+        raise PromotionRefused(f"no {COMPOSITE}@{CHALLENGER}: run the pipeline first (dvc repro registers one)")
+    champion = alias_version(client, COMPOSITE, CHAMPION)
+    if champion is not None and champion.version == challenger.version:
+        raise PromotionRefused(f"{COMPOSITE} version {challenger.version} is already the champion")
+    decision = decide(gate, metric_of(challenger.tags, gate.metric),
+                      None if champion is None else metric_of(champion.tags, gate.metric))
+    _record(client, challenger.version, decision, gate, None if champion is None else str(champion.version))
+    if not decision.promote:
+        raise PromotionRefused(f"refused {COMPOSITE} version {challenger.version}: {decision.reason}")
+    history = champion_history(client) + ([str(champion.version)] if champion is not None else [])
+    set_champion(client, challenger, history)
+    return decision
+
+
+def rollback(client) -> str:
+    """Make the previous champion the champion again; returns its version."""
+    history = champion_history(client)
+    if not history:
+        raise PromotionRefused(f"{COMPOSITE} has no previous champion to roll back to")
+    current = alias_version(client, COMPOSITE, CHAMPION)
+    previous = client.get_model_version(COMPOSITE, history[-1])
+    set_champion(client, previous, history[:-1])
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    client.set_model_version_tag(COMPOSITE, previous.version, "promotion.rollback_at", stamp)
+    if current is not None:
+        client.set_model_version_tag(COMPOSITE, current.version, "promotion.rolled_back_at", stamp)
+    return previous.version

@@ -1,0 +1,96 @@
+"""The promotion gate: the decision rule, then real registrations in a SQLite MLflow registry promoted, refused and
+rolled back through `s2f promote`, with the decision recorded on the model versions."""
+
+from __future__ import annotations
+
+import pytest
+
+from s2f.config import PromoteParams
+from s2f.promotion import decide
+from s2f.stages import promote as promote_cli
+from tests.serving import tiny_models
+
+GATE = PromoteParams(metric="retrieval.6s.recall_at_1", higher_is_better=True, min_improvement=0.01)
+
+
+@pytest.mark.parametrize(("challenger", "champion", "promoted"), [
+    (0.30, None, True),      # no champion yet
+    (0.30, 0.25, True),      # better by more than the minimum
+    (0.255, 0.25, False),    # better, but by less than the minimum
+    (0.25, 0.25, False),     # a tie never wins
+    (0.20, 0.25, False),     # worse
+    (None, 0.25, False),     # the challenger lacks the metric
+])
+def test_decide(challenger, champion, promoted):
+    assert decide(GATE, challenger, champion).promote is promoted
+
+
+def test_lower_is_better_metrics_flip_the_direction():
+    gate = PromoteParams(metric="features.6s.l2_mean", higher_is_better=False, min_improvement=0.0)
+    assert decide(gate, 0.9, 1.0).promote and not decide(gate, 1.1, 1.0).promote
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """A fresh SQLite tracking store; `register(recall)` registers the three models as a new challenger."""
+    import mlflow
+
+    from s2f.io.tracking import stage_run
+    from s2f.registry import register_candidates
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    monkeypatch.chdir(tmp_path)
+    encoder, decoder = tiny_models(tmp_path)
+    (tmp_path / "params.yaml").write_text("promote:\n  metric: retrieval.6s.recall_at_1\n  min_improvement: 0.01\n")
+
+    def register(recall: float) -> dict[str, str]:
+        with stage_run("register", {}):
+            return register_candidates(encoder, decoder, {"retrieval.6s.recall_at_1": recall},
+                                       {"git_commit": "abc"}).versions
+
+    yield register, mlflow.MlflowClient()
+    mlflow.set_tracking_uri(None)
+
+
+def _promote(*args: str) -> int:
+    try:
+        promote_cli.main(["--params", "params.yaml", *args])
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def test_promote_refuse_and_rollback_through_the_cli(registry, capsys):
+    register, client = registry
+    assert register(0.20)["speech2face"] == "1"
+    assert _promote() == 0                                            # no champion yet
+    assert str(client.get_model_version_by_alias("speech2face", "champion").version) == "1"
+
+    register(0.205)                                                   # better by less than 0.01
+    assert _promote() == 1
+    assert "improvement +0.0050 (needed ≥ 0.01)" in capsys.readouterr().err
+    refused = client.get_model_version("speech2face", "2")
+    assert refused.tags["promotion.decision"] == "refused"
+    assert float(refused.tags["promotion.champion_value"]) == pytest.approx(0.20)
+    assert str(client.get_model_version_by_alias("speech2face", "champion").version) == "1"
+
+    versions = register(0.30)
+    assert _promote() == 0
+    champion = client.get_model_version_by_alias("speech2face", "champion")
+    assert str(champion.version) == "3" and champion.tags["promotion.decision"] == "promoted"
+    assert champion.tags["promotion.champion_version"] == "1"
+    for component in ("s2f-voice-encoder", "s2f-face-decoder"):  # the components move with the composite
+        assert str(client.get_model_version_by_alias(component, "champion").version) == versions[component] == "3"
+
+    assert _promote() == 1                                            # the challenger is already the champion
+    assert "already the champion" in capsys.readouterr().err
+    assert _promote("--rollback") == 0
+    assert str(client.get_model_version_by_alias("speech2face", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("s2f-voice-encoder", "champion").version) == "1"
+    assert _promote("--rollback") == 1                                # nothing older than version 1
+    assert "no previous champion" in capsys.readouterr().err
+
+
+def test_promote_without_any_registration_says_what_to_do(registry, capsys):
+    assert _promote() == 1
+    assert "run the pipeline first" in capsys.readouterr().err
