@@ -5,7 +5,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test bench bench-preprocess bench-training mlflow-ui lock clean
+.PHONY: setup demo test bench bench-preprocess bench-training bench-orchestration orchestrate orchestrate-down mlflow-ui lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,15 @@ bench-training: setup   ## benchmark: encoder training samples/s and FLOP/s vs t
 
 bench-preprocess: setup  ## benchmark: preprocessing clips/s (1 and all cores) vs a public-re-implementation-style baseline
 	python bench/preprocess_throughput.py
+
+bench-orchestration: setup  ## benchmark: pipeline via Prefect workers vs plain dvc repro; served latency vs forward
+	python bench/orchestration.py
+
+orchestrate: setup   ## the pipeline through Prefect: server on 127.0.0.1:4200, pools cpu/gpu, workers, pipeline/demo
+	python -m s2f.orchestration.local up
+
+orchestrate-down:    ## stop the workers and the Prefect server that `make orchestrate` started
+	python -m s2f.orchestration.local down
 
 mlflow-ui: setup     ## browse runs, curves, face grids and models at http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --host 127.0.0.1 --port 5000

@@ -1,0 +1,46 @@
+"""The `pipeline` flow: the DVC DAG stage by stage, each stage a task that runs the `stage` deployment of its pool.
+
+Data stages go to `stage/cpu`, training to `stage/gpu` (s2f.orchestration.pools). The commit is fixed once at the
+start so every stage builds the same code. A stage that fails is retried (the task's retries start a fresh run of
+the deployment); each run restores whatever earlier attempts and upstream stages already pushed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.deployments import run_deployment
+
+from s2f.orchestration.checkout import resolve_commit
+from s2f.orchestration.pools import plan
+
+STAGE_FLOW = "stage"
+
+
+class StageRunFailed(RuntimeError):
+    pass
+
+
+@task(retries=2, retry_delay_seconds=10, task_run_name="{stage} on {pool}")
+def run_stage(stage: str, pool: str, repo: str, commit: str) -> str:
+    """Run `stage/<pool>` for one stage and wait for it; a non-completed run fails the task (and is retried)."""
+    run = run_deployment(f"{STAGE_FLOW}/{pool}", parameters={"stage": stage, "repo": repo, "commit": commit,
+                                                             "pool": pool}, timeout=None)
+    if not run.state.is_completed():
+        raise StageRunFailed(f"stage {stage} on pool {pool}: flow run {run.name} ended {run.state.name}: "
+                             f"{run.state.message}")
+    return str(run.id)
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(repo: str | None = None, rev: str = "HEAD", stages: list[str] | None = None) -> list[str]:
+    """Every stage of dvc.yaml (or `stages`) at `rev` of `repo` (default: S2F_GIT_URL, else this directory)."""
+    repo = repo or os.environ.get("S2F_GIT_URL") or str(Path.cwd())
+    commit = resolve_commit(repo, rev)
+    get_run_logger().info("pipeline at %s of %s", commit[:12], repo)
+    runs = []
+    for stage, pool in plan(stages):
+        runs.append(run_stage(stage, pool, repo, commit))
+    return runs

@@ -1,0 +1,227 @@
+"""The pipeline through Prefect on one machine: a server on 127.0.0.1, process pools, a worker per pool.
+
+`python -m s2f.orchestration.local up` (`make orchestrate`) starts a Prefect server (unless one answers at
+`PREFECT_API_URL`), creates the process work pools `cpu` and `gpu` and the `gpu` global concurrency limit (one
+training run per GPU; 1 on a machine without one), deploys prefect.yaml, starts a worker per pool, runs the
+`pipeline/demo` deployment and waits for it, then restores the results into this checkout from the DVC run-cache
+(`dvc repro --pull`: nothing is recomputed). The server and workers keep running for the UI; `down` stops them.
+
+The same `ControlPlane` serves the tests and the benchmark, so what they measure is what the README runs. Every
+setting comes from the environment with a local default (`defaults`): point `PREFECT_API_URL`, `MLFLOW_TRACKING_URI`
+and `S2F_DVC_REMOTE` elsewhere (infra/s2f.env) to use a shared control plane instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from s2f.orchestration.pools import CPU_POOL, GPU_LIMIT, GPU_POOL
+
+DEFAULT_PORT = 4200
+WORKER_POLL_SECONDS = "2"  # how often a worker asks for scheduled runs (Prefect's default, 10 s, idles the demo)
+QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1",
+         "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
+
+
+def defaults(root: Path, state: Path, port: int = DEFAULT_PORT) -> dict[str, str]:
+    """Local settings for everything the server, workers and stages read; the environment overrides each one."""
+    local = {
+        "PREFECT_HOME": str(state / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_WORKER_QUERY_SECONDS": WORKER_POLL_SECONDS,
+        "S2F_CODE_DIR": str(root),
+        "S2F_GIT_URL": str(root),
+        "S2F_WORKER_HOME": str(state / "workers"),
+        "S2F_DVC_REMOTE": str(state / "dvc-remote"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlruns.db'}",
+    }
+    return {key: os.environ.get(key, value) for key, value in local.items()} | QUIET
+
+
+def gpu_count() -> int:
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU") for line in out.splitlines())
+
+
+@dataclass
+class ControlPlane:
+    """A Prefect server, pools, deployments and workers for the project at `root`; state and logs under `state`."""
+
+    root: Path
+    state: Path
+    settings: dict[str, str]
+    started: list[str] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return self.settings["PREFECT_API_URL"]
+
+    def env(self) -> dict[str, str]:
+        bin_dir = str(Path(sys.executable).parent)
+        return {**os.environ, **self.settings, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+    def prefect(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=self.root, env=self.env(),
+                              capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"prefect {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.api_url.rstrip("/") + "/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def _pidfile(self, name: str) -> Path:
+        return self.state / "run" / f"{name}.pid"
+
+    def start(self, name: str, *args: str) -> None:
+        """A background `prefect ARGS` in its own session (so `stop` can signal its children), logged to a file."""
+        pidfile = self._pidfile(name)
+        if pidfile.is_file() and _alive(int(pidfile.read_text())):
+            return
+        for folder in (pidfile.parent, self.state / "logs", Path(self.settings["PREFECT_HOME"])):
+            folder.mkdir(parents=True, exist_ok=True)
+        log = open(self.state / "logs" / f"{name}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=self.root, env=self.env(),
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        pidfile.write_text(str(proc.pid))
+        self.started.append(name)
+
+    def start_server(self, timeout: float = 120) -> None:
+        if self.healthy():
+            return
+        port = self.api_url.rsplit(":", 1)[1].split("/")[0]
+        self.start("server", "server", "start", "--host", "127.0.0.1", "--port", port, "--analytics-off")
+        deadline = time.monotonic() + timeout
+        while not self.healthy():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Prefect server did not answer at {self.api_url} in {timeout:.0f} s; "
+                                   f"see {self.state / 'logs' / 'server.log'}")
+            time.sleep(0.5)
+
+    def create_pools(self, gpus: int | None = None) -> None:
+        """Process pools `cpu` and `gpu`, and the `gpu` limit sized to this machine's GPUs (at least 1)."""
+        for pool in (CPU_POOL, GPU_POOL):
+            if self.prefect("work-pool", "inspect", pool, check=False).returncode != 0:
+                self.prefect("work-pool", "create", pool, "--type", "process")
+        if self.prefect("gcl", "inspect", GPU_LIMIT, check=False).returncode != 0:
+            self.prefect("gcl", "create", GPU_LIMIT, "--limit", str(max(gpu_count() if gpus is None else gpus, 1)))
+
+    def deploy(self) -> None:
+        self.prefect("--no-prompt", "deploy", "--all")
+
+    def start_workers(self) -> None:
+        for pool in (CPU_POOL, GPU_POOL):
+            self.start(f"worker-{pool}", "worker", "start", "--pool", pool, "--type", "process",
+                       "--name", f"{pool}-{os.uname().nodename}")
+
+    def run(self, deployment: str, *params: str, timeout: float = 3600) -> subprocess.CompletedProcess:
+        """`prefect deployment run NAME --watch`: returns when the run ends (non-zero exit unless it completed)."""
+        args = [arg for param in params for arg in ("--param", param)]
+        return self.prefect("deployment", "run", deployment, *args, "--watch", "--watch-interval", "2",
+                            check=False, timeout=timeout)
+
+    def up(self, gpus: int | None = None) -> None:
+        self.start_server()
+        self.create_pools(gpus)
+        self.deploy()
+        self.start_workers()
+
+    def stop(self, names: list[str] | None = None) -> None:
+        """Stop background processes (workers first); a worker ignores the first SIGTERM, so signal twice."""
+        for name in names or ["worker-cpu", "worker-gpu", "server"]:
+            pidfile = self._pidfile(name)
+            if not pidfile.is_file():
+                continue
+            _stop_group(int(pidfile.read_text()))
+            pidfile.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs; a child of ours that exited is reaped here (a zombie would look alive)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: ask the kernel
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _stop_group(pid: int, polls: int = 50) -> None:
+    """SIGTERM the process group twice (a Prefect worker ignores the first), wait up to ~10 s, then SIGKILL."""
+    for _ in range(2):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        time.sleep(0.5)
+    for _ in range(polls):
+        if not _alive(pid):
+            break
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # whatever is left of the group (flow-run subprocesses)
+    except ProcessLookupError:
+        pass
+    _alive(pid)
+
+
+def restore_here(plane: ControlPlane) -> None:
+    """Bring the pipeline's results into this checkout from the remote's run-cache: no stage recomputes."""
+    env = plane.env()
+    subprocess.run(["dvc", "remote", "add", "--local", "--force", "--default", "s2f", plane.settings["S2F_DVC_REMOTE"]],
+                   cwd=plane.root, env=env, check=True)
+    subprocess.run(["dvc", "repro", "--pull"], cwd=plane.root, env=env, check=True)
+    subprocess.run(["dvc", "metrics", "show"], cwd=plane.root, env=env, check=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m s2f.orchestration.local", description=__doc__.split("\n\n")[0])
+    parser.add_argument("action", choices=["up", "down"], nargs="?", default="up")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the local Prefect server's port")
+    parser.add_argument("--deployment", default="pipeline/demo")
+    args = parser.parse_args(argv)
+    root = Path.cwd()
+    plane = ControlPlane(root, root / ".s2f", defaults(root, root / ".s2f", args.port))
+    if args.action == "down":
+        plane.stop()
+        print("orchestrate: workers and server stopped")
+        return
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
+                           text=True).stdout.strip()
+    if dirty:
+        print("orchestrate: warning: uncommitted changes; the workers build the last commit", file=sys.stderr)
+    plane.up()
+    print(f"orchestrate: Prefect UI {plane.api_url.removesuffix('/api')}; running {args.deployment}", flush=True)
+    start = time.perf_counter()
+    result = plane.run(args.deployment)
+    print(result.stdout[-2000:], result.stderr[-2000:], sep="\n")
+    if result.returncode != 0:
+        raise SystemExit(f"orchestrate: {args.deployment} did not complete; see the UI and .s2f/logs/")
+    print(f"orchestrate: {args.deployment} completed in {time.perf_counter() - start:.0f} s; restoring results here")
+    restore_here(plane)
+    print(f"orchestrate: done. Prefect UI {plane.api_url.removesuffix('/api')}, MLflow: make mlflow-ui, "
+          "stop with: make orchestrate-down")
+
+
+if __name__ == "__main__":
+    main()

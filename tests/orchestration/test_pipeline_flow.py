@@ -1,0 +1,125 @@
+"""The pipeline through a real Prefect server, real process workers on the `cpu` and `gpu` pools, a DVC remote and
+MLflow artifacts on a real S3-protocol server (moto on 127.0.0.1): what `make orchestrate` does, on the tiny demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+
+from s2f.orchestration.local import ControlPlane, defaults
+from tests.s3_server import TEST_CREDENTIALS, free_port
+from tests.tiny_repo import make_tiny_repo, run, tool_env
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def s3(s3_server: str, tmp_path_factory) -> dict[str, str]:
+    """The S3 half of infra/s2f.env, pointed at moto: DVC remote, MLflow artifacts (direct), boto3."""
+    bucket = "s2f-orchestration"
+    boto3.session.Session(**{"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}).client(
+        "s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
+    empty = tmp_path_factory.mktemp("aws")
+    return {**TEST_CREDENTIALS, "AWS_ENDPOINT_URL": s3_server, "MLFLOW_S3_ENDPOINT_URL": s3_server,
+            "AWS_CONFIG_FILE": str(empty / "config"), "AWS_SHARED_CREDENTIALS_FILE": str(empty / "credentials"),
+            "S2F_DVC_REMOTE": f"s3://{bucket}/dvc", "S2F_ARTIFACT_URI": f"s3://{bucket}/mlflow", "BUCKET": bucket}
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory, s3) -> ControlPlane:
+    repo = make_tiny_repo(tmp_path_factory.mktemp("project"))
+    state = tmp_path_factory.mktemp("state")
+    settings = defaults(repo, state, free_port()) | {k: v for k, v in s3.items() if k != "BUCKET"} | {
+        "PREFECT_HOME": str(state / "prefect"), "S2F_CODE_DIR": str(repo), "S2F_GIT_URL": str(repo),
+        "S2F_WORKER_HOME": str(state / "workers"), "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}"}
+    plane = ControlPlane(repo, state, settings)
+    try:
+        plane.up(gpus=1)
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(plane: ControlPlane):
+    return plane.run("pipeline/demo", timeout=1500)
+
+
+def _api(plane: ControlPlane, path: str, body: dict) -> list[dict]:
+    request = urllib.request.Request(f"{plane.api_url}{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def _log(plane: ControlPlane) -> str:
+    return "\n".join(p.read_text()[-3000:] for p in sorted((plane.state / "logs").glob("worker-*.log")))
+
+
+def test_pipeline_deployment_completes_through_both_pools(plane, pipeline_run):
+    assert pipeline_run.returncode == 0, f"{pipeline_run.stdout[-3000:]}\n{_log(plane)}"
+    runs = _api(plane, "/flow_runs/filter", {"flow_runs": {"name": {"like_": " on "}}})
+    stages = {r["parameters"]["stage"]: r for r in runs if "stage" in r["parameters"]}
+    assert set(stages) == {"download", "preprocess", "features", "train_decoder", "train_encoder", "evaluate",
+                           "register"}
+    for name, flow_run in stages.items():
+        assert flow_run["state_type"] == "COMPLETED", name
+        assert flow_run["work_pool_name"] == ("gpu" if name.startswith("train_") else "cpu"), name
+    limits = _api(plane, "/v2/concurrency_limits/filter", {})
+    assert [(lim["name"], lim["limit"]) for lim in limits] == [("gpu", 1)]
+
+
+def test_each_stage_ran_once_and_another_checkout_restores_without_recomputing(plane, pipeline_run, s3,
+                                                                               tmp_path):
+    assert pipeline_run.returncode == 0
+    clone = tmp_path / "elsewhere"
+    env = tool_env(**{k: v for k, v in s3.items() if k.startswith("AWS_")})
+    run(["git", "clone", "-q", str(plane.root), str(clone)], tmp_path, env)
+    run(["dvc", "remote", "add", "--local", "-f", "-d", "s3", s3["S2F_DVC_REMOTE"]], clone, env)
+    run(["dvc", "remote", "modify", "--local", "s3", "endpointurl", s3["AWS_ENDPOINT_URL"]], clone, env)
+    out = run([sys.executable, "-m", "dvc", "repro", "--pull"], clone, env).stdout
+    assert "Running stage" not in out, out
+    assert out.count("is cached - skipping run") == 7, out
+    report = json.loads((clone / "reports/metrics.json").read_text())
+    assert report["retrieval"]["6s"]["gallery_size"] == 3
+    assert (clone / "models/voice_encoder.pt").is_file()
+
+
+def test_models_are_registered_with_artifacts_on_s3(plane, pipeline_run, s3):
+    import mlflow
+
+    assert pipeline_run.returncode == 0
+    client = mlflow.MlflowClient(plane.settings["MLFLOW_TRACKING_URI"])
+    commit = run(["git", "rev-parse", "HEAD"], plane.root).stdout.strip()
+    for name in ("speech2face", "s2f-voice-encoder", "s2f-face-decoder"):
+        version = client.get_model_version_by_alias(name, "challenger")
+        assert version.tags["git_commit"] == commit
+        assert "metric.retrieval.6s.recall_at_1" in version.tags
+        assert version.source.startswith("s3://") or "s3://" in client.get_model_version_download_uri(
+            name, version.version)
+    s3_client = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing").client(
+        "s3", endpoint_url=s3["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    keys = [o["Key"] for page in s3_client.get_paginator("list_objects_v2").paginate(
+        Bucket=s3["BUCKET"], Prefix="mlflow/") for o in page.get("Contents", [])]
+    assert any(k.endswith("voice_encoder.pt") for k in keys), keys[:20]
+
+
+def test_promote_flow_promotes_once_then_refuses_with_the_reason(plane, pipeline_run):
+    import mlflow
+
+    assert pipeline_run.returncode == 0
+    first = plane.run("promote/default", timeout=300)
+    assert first.returncode == 0, first.stdout[-2000:]
+    client = mlflow.MlflowClient(plane.settings["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias("speech2face", "champion")
+    assert champion.tags["promotion.decision"] == "promoted"
+    assert str(client.get_model_version_by_alias("s2f-voice-encoder", "champion").version) == \
+        champion.tags["component.s2f-voice-encoder"]
+    again = plane.run("promote/default", timeout=300)
+    assert again.returncode != 0
+    assert "already the champion" in _log(plane)
