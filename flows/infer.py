@@ -14,6 +14,8 @@ def infer(folder: str, out: str, model_uri: str = "models:/speech2face@champion"
 
     summary = infer_folder(load_speech2face(model_uri), Path(folder), Path(out))
     get_run_logger().info("infer: %s", summary)
+    if not summary["total"]:
+        raise RuntimeError(f"no audio files in {folder}")
     if summary.get("failed"):
         raise RuntimeError(f"{len(summary['failed'])} file(s) failed: {summary['failed']}")
     return summary

@@ -15,13 +15,15 @@ from prefect.concurrency.sync import concurrency
 
 from s2f.orchestration.checkout import worker_checkout
 from s2f.orchestration.dvc_stage import publish, repro
-from s2f.orchestration.pools import GPU_LIMIT, GPU_POOL
+from s2f.orchestration.pools import GPU_LIMIT, GPU_POOL, pool_of
 
 
 @flow(name="stage", flow_run_name="{stage} on {pool}", log_prints=True)
 def stage(stage: str, repo: str, commit: str, pool: str = "cpu") -> dict:
     """`dvc repro --pull STAGE` at `commit` of `repo` in this worker's checkout, then publish to the DVC remote."""
     logger = get_run_logger()
+    if pool != pool_of(stage):
+        raise ValueError(f"stage {stage} belongs on the {pool_of(stage)} pool, not {pool} (s2f/orchestration/pools.py)")
     slot = concurrency(GPU_LIMIT, occupy=1, strict=True) if pool == GPU_POOL else nullcontext()
     with slot, worker_checkout(repo, commit) as path:
         logger.info("checkout %s at %s", path, commit[:12])

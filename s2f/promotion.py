@@ -16,6 +16,10 @@ from s2f.config import PromoteParams
 from s2f.registry import CHALLENGER, CHAMPION, COMPOSITE, alias_version, champion_history, metric_of, set_champion
 
 
+ROLLED_BACK_TAG = "promotion.rolled_back_at"
+HISTORY_KEPT = 50  # previous champions remembered for rollbacks (a tag value holds at most 5000 characters)
+
+
 class PromotionRefused(RuntimeError):
     """The gate said no (or there is nothing to promote or roll back); the message is the reason."""
 
@@ -28,12 +32,20 @@ class Decision:
     champion_value: float | None
 
 
-def decide(gate: PromoteParams, challenger: float | None, champion: float | None) -> Decision:
-    """Promote when there is no champion yet, or the challenger beats it: strictly, and by `min_improvement`."""
+def decide(gate: PromoteParams, challenger: float | None, champion: float | None,
+           has_champion: bool | None = None) -> Decision:
+    """Promote when there is no champion yet, or the challenger beats it: strictly, and by `min_improvement`.
+
+    A champion that exists but lacks the gate's metric (the gate changed since it was promoted) is not "no champion":
+    the challenger cannot be compared with it, so it is refused rather than waved through.
+    """
+    has_champion = champion is not None if has_champion is None else has_champion
     if challenger is None:
         return Decision(False, f"the challenger has no metric {gate.metric!r}", None, champion)
-    if champion is None:
+    if not has_champion:
         return Decision(True, f"no champion yet; {gate.metric} = {challenger:.4f}", challenger, None)
+    if champion is None:
+        return Decision(False, f"the champion has no metric {gate.metric!r} to compare with", challenger, None)
     gain = (challenger - champion) if gate.higher_is_better else (champion - challenger)
     verdict = (f"{gate.metric}: challenger {challenger:.4f} vs champion {champion:.4f}, improvement {gain:+.4f} "
                f"(needed ≥ {gate.min_improvement:g})")
@@ -56,22 +68,29 @@ def promote(client, gate: PromoteParams) -> Decision:
     """Apply the gate to `speech2face@challenger`; on success it (and its components) become `champion`."""
     challenger = alias_version(client, COMPOSITE, CHALLENGER)
     if challenger is None:
-        raise PromotionRefused(f"no {COMPOSITE}@{CHALLENGER}: run the pipeline first (dvc repro registers one)")
+        raise PromotionRefused(f"no {COMPOSITE}@{CHALLENGER} in this tracking store: run the pipeline first (dvc repro "
+                               f"registers one; `dvc repro -f register` when the stage was restored from a run-cache "
+                               f"made against another store)")
     champion = alias_version(client, COMPOSITE, CHAMPION)
     if champion is not None and champion.version == challenger.version:
         raise PromotionRefused(f"{COMPOSITE} version {challenger.version} is already the champion")
+    if ROLLED_BACK_TAG in challenger.tags:
+        raise PromotionRefused(f"{COMPOSITE} version {challenger.version} was rolled back; register a new one")
     decision = decide(gate, metric_of(challenger.tags, gate.metric),
-                      None if champion is None else metric_of(champion.tags, gate.metric))
+                      None if champion is None else metric_of(champion.tags, gate.metric), champion is not None)
     _record(client, challenger.version, decision, gate, None if champion is None else str(champion.version))
     if not decision.promote:
         raise PromotionRefused(f"refused {COMPOSITE} version {challenger.version}: {decision.reason}")
-    history = champion_history(client) + ([str(champion.version)] if champion is not None else [])
+    history = (champion_history(client) + ([str(champion.version)] if champion is not None else []))[-HISTORY_KEPT:]
     set_champion(client, challenger, history)
     return decision
 
 
 def rollback(client) -> str:
-    """Make the previous champion the champion again; returns its version."""
+    """Make the previous champion the champion again; returns its version.
+
+    The rolled-back version loses the `challenger` alias and is marked, so a later (perhaps scheduled) `promote`
+    cannot put it back."""
     history = champion_history(client)
     if not history:
         raise PromotionRefused(f"{COMPOSITE} has no previous champion to roll back to")
@@ -81,5 +100,8 @@ def rollback(client) -> str:
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     client.set_model_version_tag(COMPOSITE, previous.version, "promotion.rollback_at", stamp)
     if current is not None:
-        client.set_model_version_tag(COMPOSITE, current.version, "promotion.rolled_back_at", stamp)
+        client.set_model_version_tag(COMPOSITE, current.version, ROLLED_BACK_TAG, stamp)
+        challenger = alias_version(client, COMPOSITE, CHALLENGER)
+        if challenger is not None and challenger.version == current.version:
+            client.delete_registered_model_alias(COMPOSITE, CHALLENGER)
     return previous.version

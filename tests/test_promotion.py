@@ -25,6 +25,11 @@ def test_decide(challenger, champion, promoted):
     assert decide(GATE, challenger, champion).promote is promoted
 
 
+def test_a_champion_without_the_gate_metric_is_not_no_champion():
+    decision = decide(GATE, 0.30, None, has_champion=True)
+    assert not decision.promote and "the champion has no metric" in decision.reason
+
+
 def test_lower_is_better_metrics_flip_the_direction():
     gate = PromoteParams(metric="features.6s.l2_mean", higher_is_better=False, min_improvement=0.0)
     assert decide(gate, 0.9, 1.0).promote and not decide(gate, 1.1, 1.0).promote
@@ -87,6 +92,9 @@ def test_promote_refuse_and_rollback_through_the_cli(registry, capsys):
     assert _promote("--rollback") == 0
     assert str(client.get_model_version_by_alias("speech2face", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("s2f-voice-encoder", "champion").version) == "1"
+    assert client.get_model_version("speech2face", "3").tags["promotion.rolled_back_at"]
+    assert _promote() == 1                                            # the rolled-back version cannot come back
+    assert "no speech2face@challenger" in capsys.readouterr().err
     assert _promote("--rollback") == 1                                # nothing older than version 1
     assert "no previous champion" in capsys.readouterr().err
 

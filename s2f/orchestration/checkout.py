@@ -42,10 +42,13 @@ def resolve_commit(repo_url: str, rev: str = "HEAD") -> str:
     """The commit `rev` names in `repo_url`, fixed once so every stage of a pipeline run builds the same code."""
     if _SHA.match(rev):
         return rev
-    lines = git("ls-remote", repo_url, rev).splitlines()
-    if not lines:
+    refs = dict(reversed(line.split("\t", 1)) for line in git("ls-remote", repo_url, rev).splitlines())
+    for ref in (f"refs/tags/{rev}^{{}}", f"refs/tags/{rev}", f"refs/heads/{rev}", rev):  # a tag's commit, not object
+        if ref in refs:
+            return refs[ref]
+    if not refs:
         raise CheckoutError(f"{repo_url} has no ref {rev!r}")
-    return lines[0].split()[0]
+    return next(iter(refs.values()))
 
 
 def _sync(path: Path, repo_url: str, commit: str) -> None:
@@ -53,10 +56,15 @@ def _sync(path: Path, repo_url: str, commit: str) -> None:
         git("clone", "--quiet", "--no-checkout", repo_url, str(path))
     else:
         git("remote", "set-url", "origin", repo_url, cwd=path)
+        # The slot's flock makes this run the only user: a lock left by a killed run is stale, not someone else's.
+        (path / ".git" / "index.lock").unlink(missing_ok=True)
     try:
         git("cat-file", "-e", f"{commit}^{{commit}}", cwd=path)
     except CheckoutError:
-        git("fetch", "--quiet", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*", cwd=path)
+        try:  # the exact commit (also a detached HEAD or a tag's commit), where the server allows it
+            git("fetch", "--quiet", "origin", commit, cwd=path)
+        except CheckoutError:
+            git("fetch", "--quiet", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*", cwd=path)
     git("checkout", "--quiet", "--force", "--detach", commit, cwd=path)
     git("clean", "-fdq", cwd=path)  # untracked files only; DVC outputs (git-ignored) stay for a fast restore
 
@@ -67,17 +75,30 @@ def _dvc(path: Path, *args: str) -> None:
         raise CheckoutError(f"dvc {' '.join(args)} failed in {path}: {(proc.stderr or proc.stdout).strip()}")
 
 
-def configure_dvc(path: Path, cache_dir: Path) -> None:
-    """The shared cache and the remote from the environment (`S2F_DVC_REMOTE`, endpoint `AWS_ENDPOINT_URL`), set in
-    the checkout's git-ignored `.dvc/config.local`; without `S2F_DVC_REMOTE` the repository's default remote is used."""
-    _dvc(path, "cache", "dir", "--local", str(cache_dir))
-    remote = os.environ.get(REMOTE_ENV)
-    if not remote:
-        return
+def s3_endpoint(env: dict[str, str] | os._Environ = os.environ) -> str | None:
+    return env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+
+
+def configure_remote(path: Path, remote: str, endpoint: str | None = None) -> None:
+    """Make `remote` (a URL or folder) the default DVC remote `s2f` of the repository at `path`, in its git-ignored
+    `.dvc/config.local`, with `endpoint` (an S3-compatible server's URL) as its `endpointurl`."""
     _dvc(path, "remote", "add", "--local", "--force", "--default", REMOTE_NAME, remote)
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     if remote.startswith("s3://") and endpoint:
         _dvc(path, "remote", "modify", "--local", REMOTE_NAME, "endpointurl", endpoint)
+
+
+def configure_dvc(path: Path, cache_dir: Path) -> None:
+    """The shared cache, and the remote from `S2F_DVC_REMOTE`; without it, the repository's own default remote
+    (committed in `.dvc/config`). A checkout without any remote could build but publish nothing: refused here."""
+    _dvc(path, "cache", "dir", "--local", str(cache_dir))
+    remote = os.environ.get(REMOTE_ENV)
+    if remote:
+        configure_remote(path, remote, s3_endpoint())
+        return
+    subprocess.run(["dvc", "remote", "remove", "--local", REMOTE_NAME], cwd=path, capture_output=True)  # stale
+    if subprocess.run(["dvc", "remote", "default"], cwd=path, capture_output=True).returncode != 0:  # none set
+        raise CheckoutError(f"{REMOTE_ENV} is not set and {path} has no default DVC remote: workers could not "
+                            "share their results (set it, e.g. from infra/s2f.env)")
 
 
 @contextmanager

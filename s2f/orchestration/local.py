@@ -20,9 +20,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from s2f.orchestration.checkout import configure_remote, s3_endpoint
 from s2f.orchestration.pools import CPU_POOL, GPU_LIMIT, GPU_POOL
 
 DEFAULT_PORT = 4200
@@ -61,7 +62,6 @@ class ControlPlane:
     root: Path
     state: Path
     settings: dict[str, str]
-    started: list[str] = field(default_factory=list)
 
     @property
     def api_url(self) -> str:
@@ -91,16 +91,15 @@ class ControlPlane:
     def start(self, name: str, *args: str) -> None:
         """A background `prefect ARGS` in its own session (so `stop` can signal its children), logged to a file."""
         pidfile = self._pidfile(name)
-        if pidfile.is_file() and _alive(int(pidfile.read_text())):
+        if _ours(pidfile):
             return
         for folder in (pidfile.parent, self.state / "logs", Path(self.settings["PREFECT_HOME"])):
             folder.mkdir(parents=True, exist_ok=True)
-        log = open(self.state / "logs" / f"{name}.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=self.root, env=self.env(),
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+        with open(self.state / "logs" / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=self.root, env=self.env(),
+                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True)
         pidfile.write_text(str(proc.pid))
-        self.started.append(name)
 
     def start_server(self, timeout: float = 120) -> None:
         if self.healthy():
@@ -146,10 +145,19 @@ class ControlPlane:
         """Stop background processes (workers first); a worker ignores the first SIGTERM, so signal twice."""
         for name in names or ["worker-cpu", "worker-gpu", "server"]:
             pidfile = self._pidfile(name)
-            if not pidfile.is_file():
-                continue
-            _stop_group(int(pidfile.read_text()))
+            if _ours(pidfile):  # a pid left from before a reboot may now be someone else's: never signal that
+                _stop_group(int(pidfile.read_text()))
             pidfile.unlink(missing_ok=True)
+
+
+def _ours(pidfile: Path) -> bool:
+    """Whether the pidfile names a live `prefect` process (checked by its command line, not just its pid)."""
+    try:
+        pid = int(pidfile.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return b"prefect" in cmdline and _alive(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -188,8 +196,7 @@ def _stop_group(pid: int, polls: int = 50) -> None:
 def restore_here(plane: ControlPlane) -> None:
     """Bring the pipeline's results into this checkout from the remote's run-cache: no stage recomputes."""
     env = plane.env()
-    subprocess.run(["dvc", "remote", "add", "--local", "--force", "--default", "s2f", plane.settings["S2F_DVC_REMOTE"]],
-                   cwd=plane.root, env=env, check=True)
+    configure_remote(plane.root, plane.settings["S2F_DVC_REMOTE"], s3_endpoint(env))
     subprocess.run(["dvc", "repro", "--pull"], cwd=plane.root, env=env, check=True)
     subprocess.run(["dvc", "metrics", "show"], cwd=plane.root, env=env, check=True)
 
@@ -209,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True,
                            text=True).stdout.strip()
     if dirty:
-        print("orchestrate: warning: uncommitted changes; the workers build the last commit", file=sys.stderr)
+        raise SystemExit("orchestrate: uncommitted changes here: the workers build the last commit, and restoring "
+                         "their results into a changed tree would recompute stages. Commit (or stash) first.")
     plane.up()
     print(f"orchestrate: Prefect UI {plane.api_url.removesuffix('/api')}; running {args.deployment}", flush=True)
     start = time.perf_counter()

@@ -73,3 +73,10 @@ def test_parse_repro_reads_what_dvc_did():
             "Stage 'features' didn't change, skipping\nRunning stage 'evaluate':\n")
     report = parse_repro("evaluate", text)
     assert (report.restored, report.unchanged, report.ran) == (["download"], ["features"], ["evaluate"])
+
+
+def test_a_checkout_without_any_remote_is_refused(project, tmp_path, monkeypatch):
+    monkeypatch.delenv("S2F_DVC_REMOTE")
+    with pytest.raises(CheckoutError, match="S2F_DVC_REMOTE is not set"):
+        with worker_checkout(str(project), resolve_commit(str(project)), tmp_path / "home"):
+            pass
