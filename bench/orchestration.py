@@ -39,16 +39,15 @@ sys.path.insert(0, str(ROOT))
 
 from report import exit_on_missed_targets, print_table, save_results  # noqa: E402
 
+from s2f.orchestration.dvc_stage import tool_env  # noqa: E402
 from s2f.orchestration.local import ControlPlane, defaults  # noqa: E402
 
 CLIP = "clips/video_retalking__examples_face_1.mp4"
 
 
-def env_for(clone: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{clone / 'mlruns.db'}"}
-    return env | extra
+def env_for(clone: Path) -> dict[str, str]:
+    return tool_env() | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+                         "MLFLOW_TRACKING_URI": f"sqlite:///{clone / 'mlruns.db'}"}
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -112,15 +111,17 @@ def serving(clone: Path, scratch: Path, requests: int) -> dict[str, list[float]]
 
     env = env_for(clone)
     uri = env["MLFLOW_TRACKING_URI"]
-    subprocess.run([sys.executable, "-m", "s2f.cli", "promote"], cwd=clone, env=env, check=False)
+    subprocess.run([sys.executable, "-m", "s2f.cli", "promote"], cwd=clone, env=env, check=True)
     audio = clip_wav(scratch / "clip.wav")
     body = json.dumps({"dataframe_split": {"columns": ["audio"],
                                            "data": [[base64.b64encode(audio).decode()]]}}).encode()
     port = free_port()
-    server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
-                               "models:/speech2face@champion", "--env-manager", "local", "-h", "127.0.0.1", "-p",
-                               str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    log = scratch / "serve.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen([str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m",
+                                   "models:/speech2face@champion", "--env-manager", "local", "-h", "127.0.0.1",
+                                   "-p", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
     try:
         for _ in range(240):
             try:
@@ -128,6 +129,8 @@ def serving(clone: Path, scratch: Path, requests: int) -> dict[str, list[float]]
                 break
             except OSError:
                 time.sleep(0.5)
+        else:
+            sys.exit(f"mlflow models serve did not answer in 120 s:\n{log.read_text()[-2000:]}")
         served = []
         for i in range(requests + 5):
             request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
@@ -139,7 +142,11 @@ def serving(clone: Path, scratch: Path, requests: int) -> dict[str, list[float]]
                 served.append(time.perf_counter() - start)
     finally:
         os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait()
 
     mlflow.set_tracking_uri(uri)
     pyfunc = mlflow.pyfunc.load_model("models:/speech2face@champion")
@@ -163,9 +170,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50, help="timed requests (after 5 warm-up ones)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it (default: a temporary one)")
     args = parser.parse_args()
+    if args.keep and args.keep.exists() and any(args.keep.iterdir()):
+        sys.exit(f"--keep {args.keep}: not empty; give a new or empty directory")
     work = args.keep or Path(tempfile.mkdtemp(prefix="s2f-bench-orch-"))
-    if work.exists():
-        shutil.rmtree(work)
     plain, via_prefect = work / "plain", work / "prefect"
     for clone in (plain, via_prefect):
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)

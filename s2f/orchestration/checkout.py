@@ -67,6 +67,10 @@ def _sync(path: Path, repo_url: str, commit: str) -> None:
             git("fetch", "--quiet", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*", cwd=path)
     git("checkout", "--quiet", "--force", "--detach", commit, cwd=path)
     git("clean", "-fdq", cwd=path)  # untracked files only; DVC outputs (git-ignored) stay for a fast restore
+    # Workers resolve stages by the run-cache (code + params + input hashes), not by the committed dvc.lock: the
+    # outputs that lock names were built elsewhere and may never have been pushed, and then `dvc repro --pull`
+    # recomputes the stage and everything upstream instead of restoring what another worker published.
+    (path / "dvc.lock").unlink(missing_ok=True)
 
 
 def _dvc(path: Path, *args: str) -> None:
