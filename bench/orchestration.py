@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from report import exit_on_missed_targets, print_table, save_results  # noqa: E402
 
+from s2f.io.http import wait_until_answers  # noqa: E402
 from s2f.orchestration.dvc_stage import tool_env  # noqa: E402
 from s2f.orchestration.local import ControlPlane, defaults  # noqa: E402
 
@@ -123,13 +124,7 @@ def serving(clone: Path, scratch: Path, requests: int) -> dict[str, list[float]]
                                    "-p", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
+        if not wait_until_answers(f"http://127.0.0.1:{port}/ping", 120, gave_up=lambda: server.poll() is not None):
             sys.exit(f"mlflow models serve did not answer in 120 s:\n{log.read_text()[-2000:]}")
         served = []
         for i in range(requests + 5):

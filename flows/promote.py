@@ -7,8 +7,7 @@ from prefect import flow, get_run_logger
 
 from s2f.config import load_section
 from s2f.io.tracking import tracking_uri
-from s2f.promotion import promote as apply_gate
-from s2f.promotion import rollback as rollback_champion
+from s2f.promotion import promote_or_rollback
 
 
 @flow(name="promote", log_prints=True)
@@ -16,10 +15,7 @@ def promote(rollback: bool = False, params: str = "params.yaml") -> str:
     """Move `champion` to `speech2face@challenger` if it passes the gate in `params`, or roll back."""
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri())
-    if rollback:
-        message = f"rolled back: speech2face@champion is version {rollback_champion(client)}"
-    else:
-        message = f"promoted: {apply_gate(client, load_section('promote', params)).reason}"
+    gate = None if rollback else load_section("promote", params)
+    message = promote_or_rollback(mlflow.MlflowClient(tracking_uri()), gate)
     get_run_logger().info(message)
     return message

@@ -86,6 +86,14 @@ def promote(client, gate: PromoteParams) -> Decision:
     return decision
 
 
+def promote_or_rollback(client, gate: PromoteParams | None) -> str:
+    """What `s2f promote` and the promote flow do: apply `gate`, or roll back when it is None; returns what happened
+    (a refusal raises `PromotionRefused` with the reason)."""
+    if gate is None:
+        return f"rolled back; {COMPOSITE}@{CHAMPION} is version {rollback(client)}"
+    return f"{COMPOSITE}@{CHALLENGER} is now the champion ({promote(client, gate).reason})"
+
+
 def rollback(client) -> str:
     """Make the previous champion the champion again; returns its version.
 

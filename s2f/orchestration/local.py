@@ -19,10 +19,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from s2f.io.http import answers, wait_until_answers
 from s2f.orchestration.checkout import configure_remote, s3_endpoint
 from s2f.orchestration.pools import CPU_POOL, GPU_LIMIT, GPU_POOL
 
@@ -79,11 +79,7 @@ class ControlPlane:
         return proc
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.api_url.rstrip("/") + "/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return answers(self.api_url.rstrip("/") + "/health")
 
     def _pidfile(self, name: str) -> Path:
         return self.state / "run" / f"{name}.pid"
@@ -106,12 +102,9 @@ class ControlPlane:
             return
         port = self.api_url.rsplit(":", 1)[1].split("/")[0]
         self.start("server", "server", "start", "--host", "127.0.0.1", "--port", port, "--analytics-off")
-        deadline = time.monotonic() + timeout
-        while not self.healthy():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the Prefect server did not answer at {self.api_url} in {timeout:.0f} s; "
-                                   f"see {self.state / 'logs' / 'server.log'}")
-            time.sleep(0.5)
+        if not wait_until_answers(self.api_url.rstrip("/") + "/health", timeout):
+            raise RuntimeError(f"the Prefect server did not answer at {self.api_url} in {timeout:.0f} s; "
+                               f"see {self.state / 'logs' / 'server.log'}")
 
     def create_pools(self, gpus: int | None = None) -> None:
         """Process pools `cpu` and `gpu`, and the `gpu` limit sized to this machine's GPUs (at least 1)."""

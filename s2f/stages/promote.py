@@ -21,18 +21,14 @@ def main(argv: list[str] | None = None) -> None:
     import mlflow
 
     from s2f.io.tracking import tracking_uri
-    from s2f.promotion import PromotionRefused, promote, rollback
+    from s2f.promotion import PromotionRefused, promote_or_rollback
 
-    client = mlflow.MlflowClient(tracking_uri())
+    gate = None if args.rollback else load_params("promote", args.params)
     try:
-        if args.rollback:
-            print(f"promote: rolled back; speech2face@champion is version {rollback(client)}")
-            return
-        decision = promote(client, load_params("promote", args.params))
+        print(f"promote: {promote_or_rollback(mlflow.MlflowClient(tracking_uri()), gate)}")
     except PromotionRefused as refused:
         print(f"promote: {refused}", file=sys.stderr)
         raise SystemExit(1) from None
-    print(f"promote: speech2face@challenger is now the champion ({decision.reason})")
 
 
 if __name__ == "__main__":

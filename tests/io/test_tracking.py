@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import boto3
 import pytest
 
+from s2f.io.http import wait_until_answers
 from s2f.io.tracking import artifact_location, stage_run
 from tests.s3_server import free_port
 
@@ -63,13 +62,7 @@ def proxy_server(s3_env, tmp_path):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
+        if not wait_until_answers(f"{url}/health", 60, gave_up=lambda: proc.poll() is not None):
             pytest.fail("mlflow server did not start in 60 s")
         yield url, endpoint, bucket
     finally:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from s2f.io.http import wait_until_answers
 from s2f.inference import Speech2Face, b64encode, decode_audio
 from s2f.stages import infer
 from tests.s3_server import free_port
@@ -91,16 +91,10 @@ def server(registry, tmp_path_factory) -> Iterator[str]:
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"mlflow models serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
+    if wait_until_answers(f"{url}/ping", timeout, gave_up=lambda: proc.poll() is not None):
+        return
+    if proc.poll() is not None:
+        pytest.fail(f"mlflow models serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
     pytest.fail(f"mlflow models serve not up after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
