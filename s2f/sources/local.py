@@ -10,6 +10,11 @@
 
 With `copy_clips` the media is copied under the output folder, so DVC versions exactly what was trained on; without
 it the manifest names the files where they are (large corpora, or `s3://` URIs, which are never copied here).
+
+Media must lie under the corpus's own folder (the manifest's, `folder`, or the VoxCeleb and VGGFace roots), symlinks
+resolved, or under one of `allowed_roots`: a manifest row `../../../../etc/passwd` would otherwise be copied under
+data/raw and uploaded by `dvc push`. A manifest naming any such path fails as a whole, listing the rows, as a
+manifest with a row missing its clip does: the manifest is wrong, not one clip.
 """
 
 from __future__ import annotations
@@ -28,17 +33,25 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 def fetch_local(params: LocalSourceParams, out_dir: Path) -> pd.DataFrame:
+    """The corpus's clip manifest, its media checked to lie where the corpus is, then copied or referenced."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    if params.kind == "manifest":
-        manifest, base = from_manifest(_required(params.manifest, "manifest")), Path(params.manifest).parent
-    elif params.kind == "folder":
-        manifest, base = from_folder(Path(_required(params.folder, "folder"))), Path(params.folder)
-    else:
-        manifest = from_voxceleb(Path(_required(params.voxceleb_audio, "voxceleb_audio")),
-                                 Path(_required(params.vggface_images, "vggface_images")),
-                                 Path(_required(params.voxceleb_meta, "voxceleb_meta")))
-        base = Path("/")
+    manifest, base, homes, where = _read_corpus(params)
+    refuse_escapes(manifest, base, [*homes, *map(Path, params.allowed_roots)], where)
     return _place(manifest, base, out_dir, params.copy_clips)
+
+
+def _read_corpus(params: LocalSourceParams) -> tuple[pd.DataFrame, Path, list[Path], str]:
+    """(manifest, the folder relative paths start from, the corpus's own folders, what to name in errors)."""
+    if params.kind == "manifest":
+        base = Path(_required(params.manifest, "manifest")).parent
+        return from_manifest(params.manifest), base, [base], params.manifest
+    if params.kind == "folder":
+        folder = Path(_required(params.folder, "folder"))
+        return from_folder(folder), folder, [folder], params.folder
+    audio = Path(_required(params.voxceleb_audio, "voxceleb_audio"))
+    images = Path(_required(params.vggface_images, "vggface_images"))
+    manifest = from_voxceleb(audio, images, Path(_required(params.voxceleb_meta, "voxceleb_meta")))
+    return manifest, Path("/"), [audio, images], params.voxceleb_audio
 
 
 def _required(value: str | None, key: str) -> str:
@@ -139,6 +152,29 @@ def _unique(table: pd.DataFrame, where: Path | str) -> pd.DataFrame:
     if dupes:
         raise ValueError(f"{where}: sample ids must be unique; repeated: {dupes[:5]}")
     return table.reset_index(drop=True)
+
+
+def refuse_escapes(manifest: pd.DataFrame, base: Path, allowed: list[Path], where: Path | str) -> None:
+    """A ValueError listing the rows whose clip or image resolves (symlinks followed) outside every `allowed`
+    folder; `s3://` URIs are not local paths and always pass."""
+    roots = [root.resolve() for root in allowed]
+    escapes = []
+    for col in [c for c in ("clip", "image") if c in manifest.columns]:
+        for row, value in manifest[col].items():
+            target = _local_target(value, base)
+            if target is not None and not any(target.is_relative_to(root) for root in roots):
+                escapes.append(f"row {row} {col} {value!r} → {target}")
+    if escapes:
+        raise ValueError(f"{where}: {len(escapes)} media paths resolve outside {', '.join(map(str, roots))} "
+                         f"(add their folder to data.local.allowed_roots, or s2f ingest --allow-root): "
+                         + "; ".join(escapes[:5]) + ("; …" if len(escapes) > 5 else ""))
+
+
+def _local_target(value: object, base: Path) -> Path | None:
+    """Where a manifest entry really is on this machine; None for an s3:// URI (or an empty cell)."""
+    if not isinstance(value, str) or value.startswith("s3://"):
+        return None
+    return (base / value).resolve()
 
 
 def _place(manifest: pd.DataFrame, base: Path, out_dir: Path, copy: bool) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from s2f.config import DataParams
 from s2f.io.shards import write_table
-from s2f.sources import fetch
+from s2f.sources.fetch import fetch
 from s2f.stages.common import load_params, stage_parser, validate_manifest
 
 
@@ -19,14 +19,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--out", type=Path, default=Path("data/raw"))
     parser.add_argument("--work", type=Path, default=Path("data/interim/download"),
-                        help="AVSpeech's ledger and clips survive here between runs (DVC empties OUT first)")
+                        help="AVSpeech's ledger and clips survive here between runs (DVC empties OUT first); "
+                        "GX's full validation result goes to WORK/gx/")
     args = parser.parse_args(argv)
     params: DataParams = load_params("data", args.params)
     try:
         manifest = fetch(params, args.out, args.work)
     except ValueError as err:
         raise SystemExit(f"download: {err}") from None
-    validate_manifest(manifest, args.out / "validation")
+    validate_manifest(manifest, args.out / "validation", args.work / "gx")
     write_table(args.out / "manifest.csv", manifest)
     print(f"download: {len(manifest)} clips of {manifest['speaker'].nunique()} speakers from {params.source!r}")
 

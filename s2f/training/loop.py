@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from s2f.io.shards import source_hash, work_key
+from s2f.io.shards import work_key
+from s2f.lineage import closure_hash
 from s2f.training.data import StepBatches, make_loader
 from s2f.training.distributed import Runtime, mean_across_ranks
 
@@ -47,14 +48,15 @@ class Progress:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-# the code a training result depends on: a fix to it must retrain, not resume a finished run of the old code
-TRAINING_CODE = ["training", "models", "losses.py", "audio.py"]
+# the code a training result depends on (their import closures, s2f.lineage): a fix to it must retrain, not resume
+# a finished run of the old code
+TRAINING_CODE = ("s2f.training.encoder", "s2f.training.decoder")
 
 
 def fingerprint(*parts: object) -> str:
     """A short hash of settings, data identity and the training code, so a checkpoint is only resumed by the run
     that wrote it."""
-    return work_key([source_hash(TRAINING_CODE), *parts])[:16]
+    return work_key([closure_hash(*TRAINING_CODE), *parts])[:16]
 
 
 def data_digest(*arrays: np.ndarray) -> str:

@@ -26,6 +26,7 @@ def _weights(path):
     return torch.load(path, weights_only=True)
 
 
+@pytest.mark.reliability
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     straight = _run("-m", "tests.training.run_training", "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
@@ -46,6 +47,7 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert curve_a == curve_b and len(curve_a) == 4  # the replayed history plus the epochs after the resume
 
 
+@pytest.mark.reliability
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     ckpt = tmp_path / "ckpt.pt"
     assert _run("-m", "tests.training.run_training", "--out", str(tmp_path / "a"), "--checkpoint", str(ckpt),
@@ -101,5 +103,15 @@ def test_fingerprint_covers_the_training_code(monkeypatch):
     from s2f.training import loop
 
     before = loop.fingerprint({"lr": 1e-3}, "data")
-    monkeypatch.setattr(loop, "TRAINING_CODE", ["training"])  # as if models/, the loss or the STFT had changed
+    monkeypatch.setattr(loop, "TRAINING_CODE", ("s2f.training.decoder",))  # as if the encoder's code had changed
     assert loop.fingerprint({"lr": 1e-3}, "data") != before
+
+
+def test_training_code_covers_the_loss_models_and_stft():
+    """The fingerprint hashes the import closure, so the modules a hand-written list once missed are in it."""
+    from s2f.lineage import relative_closure
+    from s2f.training.loop import TRAINING_CODE
+
+    closure = {f for m in TRAINING_CODE for f in relative_closure(m)}
+    assert {"s2f/losses.py", "s2f/audio.py", "s2f/models/voice_encoder.py", "s2f/models/warp.py",
+            "s2f/training/loop.py", "s2f/training/data.py"} <= closure
