@@ -1,13 +1,13 @@
 """Compute face features and landmarks for every preprocessed sample, shard by shard, and fix the split.
 
 Each feature shard is validated with Great Expectations as it is written (dimension, norm range, finite values,
-unique ids); a failing shard is moved to `quarantine/` with its result, and its samples leave the manifest. Like
-preprocessing, a shard is done once its record is written, so a rerun skips shards whose input shard is unchanged.
+unique ids); a failing shard is moved to `quarantine/` with its verdict, and its samples leave the manifest. Like
+preprocessing, a shard is done once its record is written (in the work folder, with its files' sizes and hashes), so
+a rerun or a resumed killed run skips exactly the shards whose input shard, backend and code are unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 from functools import partial
 from pathlib import Path
 
@@ -17,8 +17,10 @@ import pandas as pd
 from s2f.config import FeaturesParams
 from s2f.faces.detect import FaceBox
 from s2f.faces.features import get_backend, landmarks_68
-from s2f.io.shards import (move_to_quarantine, read_record, read_shard, work_key, write_record, write_shard,
-                           write_table)
+from s2f.io.hashing import file_sha256
+from s2f.io.shards import (link_or_copy, move_to_quarantine, read_record, read_shard, work_key, write_record,
+                           write_shard, write_table)
+from s2f.lineage import closure_hash
 from s2f.parallel import process_map
 from s2f.split import split_speakers
 
@@ -28,12 +30,12 @@ def backend_options(params: FeaturesParams) -> dict:
 
 
 def _weights_identity(options: dict) -> dict:
-    """Size and mtime of a weight file, so replacing the file at the same path recomputes the features."""
+    """The weight file's content hash, so replacing the file at the same path recomputes the features (and the
+    same bytes at another path or mtime do not)."""
     path = Path(options["weights"]) if options.get("weights") else None
     if path is None or not path.is_file():
         return options
-    stat = path.stat()
-    return {**options, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {**{k: v for k, v in options.items() if k != "weights"}, "sha256": file_sha256(path)}
 
 
 def _features_of(item: tuple[np.ndarray, np.ndarray], backend_name: str, options: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -42,46 +44,69 @@ def _features_of(item: tuple[np.ndarray, np.ndarray], backend_name: str, options
     return get_backend(backend_name, **options).embed(crop, face_box), landmarks_68(crop, face_box)
 
 
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+GX_RESULTS = "gx/results"  # GX's full results and Data Docs (run ids, timestamps): reports in WORK, not DVC outputs
 
 
-def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, workers: int) -> pd.DataFrame:
-    """Write `out_dir/features-*.npz` (sample_id, embedding, landmarks) and `manifest.parquet` with a split column."""
-    from s2f.validation import ShardRules, ShardValidator, write_result
+def _record_name(name: str) -> str:
+    return name.replace(".npz", ".done.json")
 
+
+def _verdict_name(name: str) -> str:
+    return f"validation/{Path(name).stem}.json"
+
+
+def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, workers: int,
+                     work_dir: Path | None = None) -> pd.DataFrame:
+    """Write `out_dir/features-*.npz` (sample_id, embedding, landmarks), their validation verdicts and
+    `manifest.parquet` with a split column.
+
+    `work_dir` (default `out_dir`) keeps finished shards and their records between runs: DVC empties a stage's
+    outputs before running it, so a killed `dvc repro` resumes only from a folder outside them. A record carries
+    its files' sizes and hashes, so a truncated or deleted shard is redone, never republished.
+    """
+    from s2f.validation import ShardRules, ShardValidator, write_result, write_verdict
+
+    work_dir = work_dir or out_dir
+    work_dir.mkdir(parents=True, exist_ok=True)
     manifest = pd.read_parquet(pre_dir / "manifest.parquet")
     backend = get_backend(params.backend, **backend_options(params))  # fails early on a missing weight file
     work = partial(_features_of, backend_name=params.backend, options=backend_options(params))
-    validator, failed = None, []
+    options = _weights_identity(backend_options(params))
+    code = closure_hash(__name__)
+    validator, failed, published = None, [], []
     with process_map(workers) as pmap:
-        for shard in sorted(manifest["shard"].unique()):
+        shards = sorted(manifest["shard"].unique())
+        for n, shard in enumerate(shards, 1):
             name = shard.replace("shard-", "features-")
-            key = work_key({"shard": _file_hash(pre_dir / shard), "backend": params.backend,
-                            "options": _weights_identity(backend_options(params))})
-            record = read_record(out_dir / name.replace(".npz", ".done.json"), key)
+            key = work_key({"shard": file_sha256(pre_dir / shard), "backend": params.backend, "options": options,
+                            "code": code})
+            record = read_record(work_dir / _record_name(name), key, work_dir)
             if record is None:
                 arrays = read_shard(pre_dir / shard, ["sample_id", "face", "face_box"])
                 results = pmap(work, list(zip(arrays["face"], arrays["face_box"])))
                 features = {"sample_id": arrays["sample_id"], "embedding": np.stack([r[0] for r in results]),
                             "landmarks": np.stack([r[1] for r in results])}
-                write_shard(out_dir / name, features)
+                (work_dir / _record_name(name)).unlink(missing_ok=True)  # no old record may vouch for new content
+                write_shard(work_dir / name, features)
                 validator = validator or ShardValidator(ShardRules(embedding_dim=backend.dim,
                                                                    embedding_norm_range=backend.norm_range))
                 outcome = validator.validate_arrays("feature_shard", features, name)
-                write_result(outcome, out_dir / "validation" / f"{Path(name).stem}.json")
+                write_verdict(outcome, work_dir / _verdict_name(name))
+                write_result(outcome, work_dir / GX_RESULTS / f"{Path(name).stem}.json")
+                kept = name
                 if not outcome.success:
-                    move_to_quarantine(out_dir, name)
+                    move_to_quarantine(work_dir, name)
+                    kept = f"quarantine/{name}"
                 record = {"success": outcome.success, "failures": outcome.failures}
-                write_record(out_dir / name.replace(".npz", ".done.json"), key, record)
+                write_record(work_dir / _record_name(name), key, record, work_dir, [kept, _verdict_name(name)])
+                print(f"features: {name} done ({n} of {len(shards)})", flush=True)
             if not record["success"]:
                 failed.append(shard)
+            published.append((name, record["success"]))
     if validator is not None:
-        validator.build_data_docs(out_dir / "validation" / "docs")
+        validator.build_data_docs(work_dir / "gx" / "docs")
+    if work_dir != out_dir:
+        _link_outputs(work_dir, out_dir, published)
     kept = manifest[~manifest["shard"].isin(failed)]
     if failed:
         print(f"features: {len(failed)} shards failed validation and were quarantined: {failed}")
@@ -90,6 +115,14 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
     write_table(out_dir / "manifest.parquet", kept)
     write_identity_head(pre_dir, out_dir, params, backend)
     return kept
+
+
+def _link_outputs(work_dir: Path, out_dir: Path, published: list[tuple[str, bool]]) -> None:
+    """Hard-link each shard (or its quarantined copy) and its verdict into the output; nothing else of WORK."""
+    for name, success in published:
+        shard = name if success else f"quarantine/{name}"
+        link_or_copy(work_dir / shard, out_dir / shard)
+        link_or_copy(work_dir / _verdict_name(name), out_dir / _verdict_name(name))
 
 
 def write_identity_head(pre_dir: Path, out_dir: Path, params: FeaturesParams, backend) -> None:

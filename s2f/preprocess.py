@@ -8,6 +8,7 @@ written, so a killed run resumes with the first unfinished shard and a rerun red
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,8 +26,10 @@ from s2f.config import PreprocessParams
 from s2f.faces.detect import FaceBox, crop_face, detect_faces, face_at, is_ambiguous, largest_face
 from s2f.io import media
 from s2f.parallel import process_imap
+from s2f.io.hashing import HashCache
 from s2f.io.shards import (link_or_copy, move_to_quarantine, quarantine_table, read_record, shard_index, shard_name,
-                           source_hash, work_key, write_record, write_shard, write_table)
+                           work_key, write_record, write_shard, write_table)
+from s2f.lineage import closure_hash
 
 
 BLANK_CROP_STD = 2.0  # pixel std of a single-colour crop is ~0; any real face is far above (the shard suite agrees)
@@ -203,14 +206,17 @@ def _run_job(job: ClipJob, raw_dir: Path, cache_dir: Path, params: PreprocessPar
         shutil.rmtree(own_cache, ignore_errors=True)
 
 
-def _identity(job: ClipJob, raw_dir: Path) -> dict:
-    """What a clip's result depends on besides params: its row and, for a local file, its size and mtime."""
+def _identity(job: ClipJob, raw_dir: Path, hashes: HashCache) -> dict:
+    """What a clip's result depends on besides params: its row and, for a local file, its content hash.
+
+    Content, not mtime: the same bytes rewritten (`dvc repro -f download`, a checkout, another machine) keep their
+    shards. An `s3://` object is named by its row only: its key is its identity in the bucket.
+    """
     ident = {"row": job.__dict__}
     for key, value in (("clip", job.clip), ("image", job.image)):
         path = raw_dir / value if value and not value.startswith("s3://") else None
-        if path is not None and path.exists():
-            st = path.stat()
-            ident[key] = (st.st_size, st.st_mtime_ns)
+        if path is not None and path.is_file():
+            ident[key] = hashes.sha256(path)
     return ident
 
 
@@ -219,12 +225,10 @@ def shaping_params(params: PreprocessParams) -> dict:
     return params.model_dump(exclude={"workers", "output_uri", "max_bad_shard_fraction"})
 
 
-CODE = ["preprocess.py", "audio.py", "faces/detect.py", "io/media.py"]
-
-
 def code_fingerprint() -> str:
-    """A hash of the code that shapes a shard: a fix to it must redo finished shards, not republish them."""
-    return source_hash(CODE)
+    """A hash of the code that shapes a shard, i.e. the import closure of this module (s2f.lineage), validation
+    suites included: a fix to it must redo finished shards, not republish them or their old verdicts."""
+    return closure_hash(__name__)
 
 
 @dataclass
@@ -276,50 +280,114 @@ class ShardWriter:
         return self._validator
 
     def finish(self, name: str, key: str, jobs: list[ClipJob], results: list[Sample | Rejection]) -> ShardResult:
-        from s2f.validation import write_result
+        from s2f.validation import write_result, write_verdict
 
         arrays, accepted, rejected = _assemble(name, jobs, results)
         arrays["sample_rate"] = np.array(self.params.sample_rate, np.int32)
-        validation = None
+        validation, files = None, []
         (self.work_dir / record_name(name)).unlink(missing_ok=True)  # no old record may vouch for new content
         (self.work_dir / name).unlink(missing_ok=True)
         if accepted:
             write_shard(self.work_dir / name, arrays)
             outcome = self.validator.validate_arrays("sample_shard", arrays, name)
             validation = {"success": outcome.success, "failures": outcome.failures}
-            write_result(outcome, self.work_dir / "validation" / f"{Path(name).stem}.json")
+            verdict = verdict_name(name)
+            write_verdict(outcome, self.work_dir / verdict)
+            write_result(outcome, self.work_dir / GX_RESULTS / f"{Path(name).stem}.json")
+            files = [name, verdict]
             if not outcome.success:
                 move_to_quarantine(self.work_dir, name)
+                files = [f"quarantine/{name}", verdict]
                 rejected += [{"sample_id": a["sample_id"], "clip": a["clip"], "stage": "validate",
                               "reason": "shard_validation_failed", "detail": "; ".join(outcome.failures)[:500]}
                              for a in accepted]
                 accepted = []
         result = ShardResult(name, accepted, rejected, validation)
         result.uploaded_to = self.upload(name) if accepted else None
-        write_record(self.work_dir / record_name(name), key, result.__dict__)
+        write_record(self.work_dir / record_name(name), key, result.__dict__, self.work_dir, files)
         return result
 
     def upload(self, name: str) -> str | None:
-        """Copy a finished shard to `output_uri`; an S3 failure is reported and retried by the next run."""
+        """Copy a finished shard to `output_uri`; a failure is reported, and `_finish_uploads` records it as pending."""
         if not self.params.output_uri:
             return None
-        from s2f.io.storage import StorageError, join, upload_file
-
-        try:
-            upload_file(self.work_dir / name, join(self.params.output_uri, name))
-        except StorageError as err:
-            print(f"preprocess: {name} not uploaded ({err}); the next run retries", flush=True)
-            return None
-        return self.params.output_uri
+        return self.params.output_uri if upload_shard(self.work_dir, name, self.params.output_uri) else None
 
     def docs(self) -> None:
-        """Data Docs for the shards validated in this run (a resumed run keeps the earlier run's pages)."""
+        """Data Docs for the shards validated in this run (a resumed run keeps the earlier run's pages): HTML with
+        timestamps, so in the work folder (a report), never in the DVC output."""
         if self._validator is not None:
-            self._validator.build_data_docs(self.work_dir / "validation" / "docs")
+            self._validator.build_data_docs(self.work_dir / GX_DOCS)
+
+
+def upload_shard(work_dir: Path, name: str, output_uri: str) -> bool:
+    """Copy `work_dir/name` to `output_uri/name`; False (and one line saying so) when S3 refused or is down."""
+    from s2f.io.storage import StorageError, join, upload_file
+
+    try:
+        upload_file(work_dir / name, join(output_uri, name))
+    except StorageError as err:
+        print(f"preprocess: {name} not uploaded ({err})", flush=True)
+        return False
+    return True
+
+
+PENDING_UPLOADS = "pending_uploads.json"
+
+
+def pending_uploads(work_dir: Path) -> list[dict]:
+    """The ledger of finished shards not yet copied to `output_uri` ({"shard", "uri"} rows), [] when none."""
+    path = Path(work_dir) / PENDING_UPLOADS
+    return json.loads(path.read_text())["pending"] if path.exists() else []
+
+
+def _write_pending(work_dir: Path, pending: list[dict]) -> None:
+    path = work_dir / PENDING_UPLOADS
+    if not pending:
+        path.unlink(missing_ok=True)
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"pending": pending}, indent=1))
+    os.replace(tmp, path)
+
+
+def finish_pending_uploads(work_dir: Path) -> list[dict]:
+    """Upload every shard of the ledger whose file is still in `work_dir`; mark its record; return what is left.
+
+    Why a ledger: after an S3 outage the stage's outputs are complete and DVC will not run it again, so the
+    uploads it could not make must be findable by a later command (`s2f upload-pending`) or the next run.
+    """
+    left = []
+    for row in pending_uploads(work_dir):
+        if not (Path(work_dir) / row["shard"]).is_file():
+            print(f"preprocess: {row['shard']} is no longer in {work_dir}; dropped from the ledger", flush=True)
+        elif upload_shard(Path(work_dir), row["shard"], row["uri"]):
+            _mark_uploaded(Path(work_dir) / record_name(row["shard"]), row["uri"])
+        else:
+            left.append(row)
+    _write_pending(Path(work_dir), left)
+    return left
+
+
+def _mark_uploaded(record_path: Path, uri: str) -> None:
+    record = json.loads(record_path.read_text())
+    record["uploaded_to"] = uri
+    tmp = record_path.with_name(record_path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, record_path)
 
 
 def record_name(shard: str) -> str:
     return shard.replace(".npz", ".done.json")
+
+
+def verdict_name(shard: str) -> str:
+    """Where a shard's deterministic validation verdict lives (in the work folder and, published, in the output)."""
+    return f"validation/{Path(shard).stem}.json"
+
+
+GX_RESULTS = "gx/results"  # GX's full results (run ids, timestamps): reports in the work folder, not DVC outputs
+GX_DOCS = "gx/docs"        # Data Docs, index.html
 
 
 class TooManyBadShards(RuntimeError):
@@ -340,10 +408,11 @@ def preprocess_corpus(manifest: pd.DataFrame, raw_dir: Path, out_dir: Path, para
     chunks = [jobs[i:i + params.shard_size] for i in range(0, len(jobs), params.shard_size)]
     shaping = shaping_params(params)
     code = code_fingerprint()
-    keys = [work_key({"params": shaping, "code": code, "clips": [_identity(j, raw_dir) for j in chunk]})
-            for chunk in chunks]
+    with HashCache(work_dir / "hashes.sqlite") as hashes:
+        keys = [work_key({"params": shaping, "code": code, "clips": [_identity(j, raw_dir, hashes) for j in chunk]})
+                for chunk in chunks]
     names = [shard_name(i) for i in range(len(chunks))]
-    done = {i: read_record(work_dir / record_name(names[i]), keys[i]) for i in range(len(chunks))}
+    done = {i: read_record(work_dir / record_name(names[i]), keys[i], work_dir) for i in range(len(chunks))}
     todo = [i for i in range(len(chunks)) if done[i] is None]
     print(f"preprocess: {len(jobs)} clips in {len(chunks)} shards; {len(chunks) - len(todo)} already done, "
           f"{len(todo)} to do with {workers} processes", flush=True)
@@ -357,11 +426,23 @@ def preprocess_corpus(manifest: pd.DataFrame, raw_dir: Path, out_dir: Path, para
             done[i] = writer.finish(names[i], keys[i], chunks[i], pending.pop(i)).__dict__
             print(f"preprocess: {names[i]} done: {len(done[i]['accepted'])} accepted", flush=True)
     shutil.rmtree(work_dir / "s3-cache", ignore_errors=True)
-    for i, record in done.items():  # shards finished before output_uri was set, or whose upload failed
-        if record["accepted"] and params.output_uri and record.get("uploaded_to") != params.output_uri:
-            record["uploaded_to"] = writer.upload(names[i])
-            write_record(work_dir / record_name(names[i]), keys[i], {k: v for k, v in record.items() if k != "key"})
+    _finish_uploads(done, names, work_dir, params.output_uri)
     return _publish(done, names, work_dir, out_dir, params, writer)
+
+
+def _finish_uploads(done: dict[int, dict], names: list[str], work_dir: Path, output_uri: str | None) -> None:
+    """Every accepted shard not yet at `output_uri` (finished before it was set, or its upload failed) is tried
+    once more; those still failing go to the pending ledger, which the stage's metrics count."""
+    pending = [{"shard": names[i], "uri": output_uri} for i, record in done.items()
+               if output_uri and record["accepted"] and record.get("uploaded_to") != output_uri]
+    _write_pending(work_dir, pending)
+    left = {row["shard"] for row in finish_pending_uploads(work_dir)} if pending else set()
+    for i, record in done.items():
+        if output_uri and record["accepted"]:
+            record["uploaded_to"] = None if names[i] in left else output_uri
+    if left:
+        print(f"preprocess: {len(left)} shards not uploaded to {output_uri}: listed in {work_dir / PENDING_UPLOADS}; "
+              f"`s2f upload-pending --work {work_dir}` uploads them once S3 is back", flush=True)
 
 
 def _publish(done: dict[int, dict], names: list[str], work_dir: Path, out_dir: Path, params: PreprocessParams,
@@ -373,9 +454,10 @@ def _publish(done: dict[int, dict], names: list[str], work_dir: Path, out_dir: P
     bad = [r["name"] for r in validated if not r["validation"]["success"]]
     _remove_stale(work_dir, len(names))
     writer.docs()
-    write_record(work_dir / "validation" / "summary.json", "", {
-        "shards": len(names), "validated": len(validated), "failed_validation": bad,
-        "data_docs": "validation/docs/index.html"})
+    summary = {"shards": len(names), "validated": len(validated), "failed_validation": bad,
+               "gx_results_and_data_docs": str(work_dir / "gx")}
+    (work_dir / "validation").mkdir(parents=True, exist_ok=True)
+    (work_dir / "validation" / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     if out_dir != work_dir:
         _link_outputs(work_dir, out_dir, [r["name"] for r in records if r["accepted"]], bad)
     write_table(out_dir / "manifest.parquet", accepted)
@@ -393,7 +475,7 @@ def check_bad_shards(bad: list[str], validated: int, max_fraction: float, where:
 
 def _remove_stale(work_dir: Path, count: int) -> None:
     """Shards beyond this corpus's count are left from a larger earlier run: remove them, their records, results."""
-    for folder in (work_dir, work_dir / "quarantine", work_dir / "validation"):
+    for folder in (work_dir, work_dir / "quarantine", work_dir / "validation", work_dir / GX_RESULTS):
         for path in folder.glob("shard-*"):
             if shard_index(path.name.split(".")[0]) >= count:
                 path.unlink()
@@ -406,4 +488,5 @@ def _link_outputs(work_dir: Path, out_dir: Path, shards: list[str], bad: list[st
         link_or_copy(work_dir / name, out_dir / name)
     for name in bad:
         link_or_copy(work_dir / "quarantine" / name, out_dir / "quarantine" / name)
-    shutil.copytree(work_dir / "validation", out_dir / "validation", dirs_exist_ok=True)
+    shutil.copytree(work_dir / "validation", out_dir / "validation", dirs_exist_ok=True,  # verdicts only
+                    ignore=shutil.ignore_patterns("docs", "*.tmp"))

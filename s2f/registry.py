@@ -59,6 +59,16 @@ def dvc_data_version(lock_path: Path = Path("dvc.lock")) -> dict[str, str]:
     return version
 
 
+def models_sha256(encoder: Path, decoder: Path) -> str:
+    """One content hash of the weights and configs of both models: what a version is, whatever store holds it."""
+    import hashlib
+
+    from s2f.io.hashing import file_sha256
+
+    files = [encoder, encoder.with_suffix(".json"), decoder, decoder.with_suffix(".json")]
+    return hashlib.sha256("".join(file_sha256(f) for f in files).encode()).hexdigest()
+
+
 def metric_tags(flat_metrics: dict[str, float]) -> dict[str, str]:
     return {f"{METRIC_TAG}{name}": repr(float(value)) for name, value in flat_metrics.items()}
 

@@ -316,12 +316,48 @@ class ShardValidator:
         return out_dir / "index.html"
 
 
+def verdict(outcome: ValidationOutcome) -> dict:
+    """What the suite decided, and nothing about when or in which process: the part of a result that is lineage.
+
+    Why: a GX result carries fresh UUIDs (validation, expectation ids) and timestamps (run time, load time), so
+    writing it inside a DVC output changed the output's hash on every run although the data was byte-identical,
+    and `dvc.lock` could never be reproduced. The verdict keeps each expectation's type, arguments, success and
+    observed counts, which depend only on the data and the suite; the full result goes to a report beside it.
+    """
+    result = outcome.result or {}
+
+    def expectation(res: dict) -> dict:
+        config = res.get("expectation_config", {})
+        kwargs = {k: v for k, v in config.get("kwargs", {}).items() if k != "batch_id"}
+        info = res.get("exception_info") or {}
+        entry = {"expectation": config.get("type"), "kwargs": kwargs, "success": res.get("success"),
+                 "result": res.get("result", {})}
+        if _error_message(info):
+            entry["error"] = _error_message(info)
+        return entry
+
+    return {"name": outcome.name, "kind": outcome.kind, "suite": suite_name(outcome.kind),
+            "success": outcome.success, "failures": outcome.failures,
+            "statistics": result.get("statistics", {}),
+            "expectations": [expectation(r) for r in result.get("results", [])]}
+
+
+def write_verdict(outcome: ValidationOutcome, path: Path) -> None:
+    """The deterministic verdict (`verdict`) as JSON with sorted keys: what goes inside a DVC output."""
+    _write_json(path, verdict(outcome), sort_keys=True)
+
+
 def write_result(outcome: ValidationOutcome, path: Path) -> None:
-    """The outcome as JSON (summary lines first, then GX's full result), written atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """GX's full result (run ids, timestamps) after the summary lines: a report, never inside a DVC output."""
     payload = {"name": outcome.name, "kind": outcome.kind, "success": outcome.success,
                "failures": outcome.failures, "result": outcome.result}
+    _write_json(path, payload)
+
+
+def _write_json(path: Path, payload: dict, sort_keys: bool = False) -> None:
+    """Written atomically (a temporary file renamed), so a kill never leaves half a JSON file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.write_text(json.dumps(payload, indent=2, default=str, sort_keys=sort_keys) + "\n")
     os.replace(tmp, path)

@@ -57,9 +57,9 @@ def test_bad_clips_are_quarantined_with_reasons_and_good_ones_kept(tmp_path, cor
         assert shard["sample_id"][row.index] == row.sample_id and shard["speaker"][row.index] == row.speaker
         assert shard["audio"].shape[1] == 96000 and shard["face"].shape[1:] == (224, 224, 3)
         assert int(shard["sample_rate"]) == 16000
-    summary = read_record(tmp_path / "pre" / "validation" / "summary.json", "")
+    summary = json.loads((tmp_path / "pre" / "validation" / "summary.json").read_text())
     assert summary["validated"] == accepted["shard"].nunique() and summary["failed_validation"] == []
-    assert (tmp_path / "pre" / "validation" / "docs" / "index.html").is_file()
+    assert (tmp_path / "pre" / "gx" / "docs" / "index.html").is_file()  # Data Docs: a report, beside the verdicts
 
 
 def test_short_clip_is_repeated_to_six_seconds(tmp_path, demo_clips):
@@ -168,6 +168,7 @@ def test_non_utf8_file_name_is_processed_and_reported_readably(tmp_path, demo_cl
     assert pd.read_parquet(tmp_path / "pre" / "manifest.parquet")["clip"].iloc[0] == accepted["clip"].iloc[0]
 
 
+@pytest.mark.reliability
 def test_a_killed_run_resumes_with_the_unfinished_shards(tmp_path, demo_clips):
     """Kill preprocessing after its first shard; the rerun keeps that shard and ends as an uninterrupted run."""
     raw_dir, manifest = demo_clips
@@ -237,8 +238,11 @@ def test_a_shard_failing_validation_is_quarantined_and_too_many_fail_the_run(tmp
     assert result.accepted == [] and result.rejected[0]["reason"] == "shard_validation_failed"
     assert "audio_rms" in result.rejected[0]["detail"]
     assert (tmp_path / "quarantine" / "shard-00000.npz").is_file() and not (tmp_path / "shard-00000.npz").exists()
-    saved = json.loads((tmp_path / "validation" / "shard-00000.json").read_text())
-    assert saved["success"] is False and saved["result"]["results"]
+    saved = json.loads((tmp_path / "validation" / "shard-00000.json").read_text())  # the verdict
+    assert saved["success"] is False and any(e["kwargs"].get("column") == "audio_rms" and not e["success"]
+                                             for e in saved["expectations"])
+    full = json.loads((tmp_path / "gx" / "results" / "shard-00000.json").read_text())  # GX's own result
+    assert full["result"]["results"]
     check_bad_shards(["shard-00000.npz"], 10, 0.1, tmp_path)  # 1 of 10: tolerated
     with pytest.raises(TooManyBadShards, match="2 of 10 shards failed"):
         check_bad_shards(["shard-00000.npz", "shard-00001.npz"], 10, 0.1, tmp_path)

@@ -182,6 +182,23 @@ def test_written_result_loads_back(validator, tmp_path):
     assert loaded["result"]["success"] is False and len(loaded["result"]["results"]) > 0
 
 
+def test_the_verdict_is_byte_identical_across_runs_and_keeps_what_failed(validator, tmp_path):
+    """GX stamps each result with fresh UUIDs and times; the verdict (what goes inside DVC outputs) must not."""
+    from s2f.validation import write_verdict
+
+    arrays = sample_arrays()
+    arrays["audio"][:] = 0
+    for name in ("a", "b"):
+        write_verdict(check_sample_shard(validator, arrays), tmp_path / f"{name}.json")
+        write_result(check_sample_shard(validator, arrays), tmp_path / f"full-{name}.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert (tmp_path / "full-a.json").read_bytes() != (tmp_path / "full-b.json").read_bytes()  # why it exists
+    verdict = json.loads((tmp_path / "a.json").read_text())
+    failed = [e for e in verdict["expectations"] if not e["success"]]
+    assert verdict["success"] is False and failed and failed[0]["result"]["unexpected_count"] > 0
+    assert verdict["statistics"]["unsuccessful_expectations"] == len(failed)
+
+
 def test_data_docs_show_the_suites(validator, tmp_path):
     check_sample_shard(validator, sample_arrays())
     index = validator.build_data_docs(tmp_path / "docs")

@@ -11,10 +11,13 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from s2f.io.hashing import digest_matches, file_digest
 
 
 def shard_name(index: int, prefix: str = "shard") -> str:
@@ -31,33 +34,37 @@ def work_key(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def source_hash(names: list[str]) -> str:
-    """A hash of the s2f source files (or every .py under the folders) named relative to the package root.
-
-    Why: a fix to the code that made a result must make that result stale, not let a resume reuse it.
-    """
-    root = Path(__file__).resolve().parents[1]
-    files = sorted(f for name in names for f in ([root / name] if name.endswith(".py") else (root / name).rglob("*.py")))
-    return work_key([(str(f.relative_to(root)), f.read_text()) for f in files])
-
-
-def read_record(path: Path, key: str) -> dict | None:
-    """The done-record of a shard if it exists and was made from the same inputs (`key`), else None.
+def read_record(path: Path, key: str, folder: Path | None = None) -> dict | None:
+    """The done-record of a shard if it exists, was made from the same inputs (`key`) and, when `folder` is given,
+    every file it lists there still has the recorded size and sha256; else None (the shard is redone).
 
     Why records: a shard is finished only when its record is written (last, atomically), so a run killed mid-shard
-    redoes that shard and a rerun with changed inputs or params redoes exactly the shards they touch.
+    redoes that shard and a rerun with changed inputs or params redoes exactly the shards they touch. Why verify:
+    a record vouches for files that can be truncated, deleted or replaced after it was written; republishing them
+    on its word would pass a broken shard downstream with exit 0.
     """
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return record if record.get("key") == key else None
+    if record.get("key") != key:
+        return None
+    for name, digest in (record.get("files") or {}).items() if folder is not None else ():
+        problem = digest_matches(Path(folder) / name, digest)
+        if problem is not None:
+            print(f"{Path(folder) / name}: {problem}; redoing it", flush=True)
+            return None
+    return record
 
 
-def write_record(path: Path, key: str, payload: dict) -> None:
+def write_record(path: Path, key: str, payload: dict, folder: Path | None = None,
+                 files: list[str] = ()) -> None:
+    """Write the record last and atomically; `files` (relative to `folder`) are recorded with size and sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    listed = {name: file_digest(Path(folder) / name) for name in files} if folder is not None else {}
+    body = {"key": key, **payload, **({"files": listed} if listed else {})}
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"key": key, **payload}, indent=1, default=str))  # key order = column order
+    tmp.write_text(json.dumps(body, indent=1, default=str))  # key order = column order
     os.replace(tmp, path)
 
 
@@ -85,10 +92,28 @@ def write_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
+class ShardError(ValueError):
+    """A shard file that cannot be read as one: the message names the file and the reason."""
+
+
 def read_shard(path: Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
-    """The shard's arrays, or only `keys` of them (an `.npz` member is read only when asked for)."""
-    with np.load(path, allow_pickle=False) as npz:
-        return {key: npz[key] for key in (keys if keys is not None else npz.files)}
+    """The shard's arrays, or only `keys` of them (an `.npz` member is read only when asked for).
+
+    A missing, truncated or foreign file raises `ShardError` naming it (not numpy's bare `BadZipFile`).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in keys or () if k not in npz.files]
+            if missing:
+                raise ShardError(f"{path}: no arrays {', '.join(missing)} (has {', '.join(npz.files)})")
+            return {key: npz[key] for key in (keys if keys is not None else npz.files)}
+    except FileNotFoundError:
+        raise ShardError(f"{path}: missing") from None
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        if isinstance(err, ShardError):
+            raise
+        raise ShardError(f"{path}: not a readable shard ({type(err).__name__}: {err}); "
+                         f"it may be truncated: rerun the stage that wrote it") from None
 
 
 def write_table(path: Path, table: pd.DataFrame) -> None:

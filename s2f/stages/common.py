@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 for _var, _value in {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}.items():
@@ -28,6 +30,25 @@ def load_params(section: str, path: Path):
         raise SystemExit(f"error: {err}") from None
 
 
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's `main` as `python -m` does; a bad input file (a model or shard that cannot be read) ends it
+    with one line naming the file and the reason, not a traceback, since it is the user's to fix, not a bug."""
+    try:
+        main()
+    except Exception as err:
+        if not is_input_file_error(err):
+            raise
+        raise SystemExit(f"error: {err}") from None
+
+
+def is_input_file_error(err: Exception) -> bool:
+    """A `ModelFileError` or `ShardError`. Looked up in sys.modules, not imported: if their module never loaded, no
+    such file was read (and `s2f --help` stays free of torch)."""
+    kinds = [getattr(sys.modules.get(m), n, None) for m, n in (("s2f.io.checkpoints", "ModelFileError"),
+                                                                ("s2f.io.shards", "ShardError"))]
+    return any(k is not None and isinstance(err, k) for k in kinds)
+
+
 def write_json(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
@@ -41,12 +62,17 @@ def write_curve(path: Path, rows: list[dict]) -> None:
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
-def validate_manifest(manifest, out_dir: Path) -> None:
-    """Run the raw clip manifest suite; a failing manifest stops here, naming the failures (and the JSON result)."""
-    from s2f.validation import ShardRules, ShardValidator, write_result
+def validate_manifest(manifest, out_dir: Path, report_dir: Path) -> None:
+    """Run the raw clip manifest suite; a failing manifest stops here, naming the failures.
+
+    The deterministic verdict goes to `out_dir/manifest.json` (inside the DVC output: lineage), GX's full result
+    with its run ids and timestamps to `report_dir/manifest.json` (outside it: a report).
+    """
+    from s2f.validation import ShardRules, ShardValidator, write_result, write_verdict
 
     outcome = ShardValidator(ShardRules()).validate("raw_manifest", manifest, "manifest")
-    write_result(outcome, out_dir / "manifest.json")
+    write_verdict(outcome, out_dir / "manifest.json")
+    write_result(outcome, report_dir / "manifest.json")
     if not outcome.success:
         raise SystemExit("the clip manifest failed validation:\n  " + "\n  ".join(outcome.failures)
-                         + f"\n(result: {out_dir / 'manifest.json'})")
+                         + f"\n(result: {report_dir / 'manifest.json'})")

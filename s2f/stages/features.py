@@ -1,6 +1,8 @@
 """features: face features (dlib 128-D descriptor by default) and 68 landmarks per sample; the speaker split.
 
-Reads the `features` section. Writes OUT/features-*.npz and OUT/manifest.parquet (with a `split` column).
+Reads the `features` section. Writes OUT/features-*.npz, OUT/validation/ (each shard's deterministic Great
+Expectations verdict), OUT/manifest.parquet (with a `split` column) and OUT/identity_head.{pt,json}.
+Finished shards are kept in WORK between runs, so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -9,19 +11,22 @@ from pathlib import Path
 
 from s2f.config import FeaturesParams, resolve_workers
 from s2f.features import compute_features
-from s2f.stages.common import load_params, stage_parser
+from s2f.stages.common import load_params, run_stage, stage_parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"))
     parser.add_argument("--out", type=Path, default=Path("data/features"))
+    parser.add_argument("--work", type=Path, default=Path("data/interim/features"),
+                        help="finished shards, their records, GX results and Data Docs survive here between runs "
+                             "(DVC empties OUT before the stage runs)")
     args = parser.parse_args(argv)
     params: FeaturesParams = load_params("features", args.params)
-    manifest = compute_features(args.pre, args.out, params, resolve_workers(params.workers))
+    manifest = compute_features(args.pre, args.out, params, resolve_workers(params.workers), args.work)
     counts = manifest.groupby("split")["speaker"].nunique().to_dict()
     print(f"features: {len(manifest)} samples, {params.backend} backend, speakers per split {counts}")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

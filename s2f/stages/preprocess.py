@@ -1,8 +1,9 @@
 """preprocess: clips → 6 s 16 kHz mono waveforms and 224×224 face crops in validated shards; rejects to quarantine.
 
 Reads the `preprocess` section. Writes OUT/shard-*.npz, OUT/manifest.parquet, OUT/quarantine.csv, OUT/validation/
-(a Great Expectations result per shard and Data Docs) and a summary metric (accepted count, rejections by reason).
-Finished shards are kept in WORK between runs, so a killed run resumes where it stopped.
+(each shard's deterministic Great Expectations verdict) and a summary metric (accepted count, rejections by reason,
+shards still to upload). Finished shards, their records, GX's full results and Data Docs (WORK/gx/) are kept in WORK
+between runs, so a killed run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from s2f.config import PreprocessParams, resolve_workers
-from s2f.preprocess import TooManyBadShards, preprocess_corpus
+from s2f.preprocess import TooManyBadShards, pending_uploads, preprocess_corpus
 from s2f.sources import read_clip_manifest
-from s2f.stages.common import load_params, stage_parser, write_json
+from s2f.stages.common import load_params, run_stage, stage_parser, write_json
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,9 +34,12 @@ def main(argv: list[str] | None = None) -> None:
     if accepted.empty:
         raise SystemExit(f"preprocess: all {len(manifest)} clips were rejected; see {args.out / 'quarantine.csv'}")
     rejected = quarantined["reason"].value_counts().to_dict()
-    write_json(args.summary, {"clips": len(manifest), "accepted": len(accepted), "rejected": rejected})
-    print(f"preprocess: {len(accepted)} accepted, {len(quarantined)} quarantined {rejected or ''}")
+    pending = len(pending_uploads(args.work))
+    write_json(args.summary, {"clips": len(manifest), "accepted": len(accepted), "rejected": rejected,
+                              "pending_uploads": pending})
+    print(f"preprocess: {len(accepted)} accepted, {len(quarantined)} quarantined {rejected or ''}"
+          + (f"; {pending} shards still to upload (s2f upload-pending --work {args.work})" if pending else ""))
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

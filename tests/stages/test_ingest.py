@@ -28,7 +28,7 @@ def test_ingest_realsample_accepts_its_single_face_clips(tmp_path, realsample):
     shard = read_shard(out / "features" / features["features_shard"].iloc[0])
     assert shard["embedding"].shape[1] == 128 and shard["landmarks"].shape[1:] == (68, 2)
     assert json.loads((out / "preprocessed" / "validation" / "summary.json").read_text())["failed_validation"] == []
-    assert (out / "preprocessed" / "validation" / "docs" / "index.html").is_file()
+    assert (out / "preprocessed" / "gx" / "docs" / "index.html").is_file()
 
     stamp = (out / "preprocessed" / "shard-00000.npz").stat().st_mtime_ns
     again = _ingest("--manifest", str(realsample / "manifest.csv"), "--out", str(out))

@@ -1,0 +1,115 @@
+"""Resume verifies what it reuses: a done-record carries its files' size and sha256; a bad or missing shard is
+redone, never republished; a killed `features` run resumes with only its unfinished shards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from s2f.config import FeaturesParams, PreprocessParams
+from s2f.features import compute_features
+from s2f.io.shards import ShardError, read_shard
+from s2f.preprocess import preprocess_corpus, record_name
+from tests.conftest import ROOT
+
+PARAMS = PreprocessParams(shard_size=2)
+
+
+@pytest.fixture
+def processed(tmp_path, demo_clips) -> tuple[Path, Path, pd.DataFrame]:
+    raw_dir, manifest = demo_clips
+    work = tmp_path / "work"
+    preprocess_corpus(manifest, raw_dir, tmp_path / "out", PARAMS, workers=1, work_dir=work)
+    return raw_dir, work, manifest
+
+
+def _rerun(raw_dir: Path, tmp_path: Path, manifest: pd.DataFrame) -> pd.DataFrame:
+    accepted, _ = preprocess_corpus(manifest, raw_dir, tmp_path / "out", PARAMS, workers=1, work_dir=tmp_path / "work")
+    return accepted
+
+
+def test_a_truncated_work_shard_is_redone_not_republished(processed, tmp_path, capsys):
+    raw_dir, work, manifest = processed
+    good = (work / "shard-00001.npz").read_bytes()
+    os.truncate(work / "shard-00001.npz", 5000)
+    capsys.readouterr()
+    accepted = _rerun(raw_dir, tmp_path, manifest)
+    assert "shard-00001.npz: size 5000 B" in capsys.readouterr().out
+    assert (tmp_path / "out" / "shard-00001.npz").read_bytes() == good  # rebuilt, byte-identical
+    assert set(accepted["shard"]) >= {"shard-00001.npz"}
+    read_shard(tmp_path / "out" / "shard-00001.npz")  # readable
+
+
+def test_a_deleted_work_shard_is_redone(processed, tmp_path, capsys):
+    raw_dir, work, manifest = processed
+    good = (work / "shard-00000.npz").read_bytes()
+    (work / "shard-00000.npz").unlink()
+    _rerun(raw_dir, tmp_path, manifest)
+    assert "shard-00000.npz: missing" in capsys.readouterr().out
+    assert (tmp_path / "out" / "shard-00000.npz").read_bytes() == good
+
+
+def test_an_untouched_shard_is_reused(processed, tmp_path):
+    raw_dir, work, manifest = processed
+    stamp = (work / "shard-00000.npz").stat().st_mtime_ns
+    _rerun(raw_dir, tmp_path, manifest)
+    assert (work / "shard-00000.npz").stat().st_mtime_ns == stamp
+
+
+def test_rewritten_media_with_the_same_bytes_keeps_the_shards(processed, tmp_path):
+    """Records are keyed by content, not mtimes: `dvc repro -f download` rewrites identical clips."""
+    raw_dir, work, manifest = processed
+    stamp = (work / "shard-00000.npz").stat().st_mtime_ns
+    for clip in manifest["clip"]:
+        path = raw_dir / clip
+        data = path.read_bytes()
+        path.unlink()
+        path.write_bytes(data)
+    _rerun(raw_dir, tmp_path, manifest)
+    assert (work / "shard-00000.npz").stat().st_mtime_ns == stamp
+
+
+def test_a_truncated_shard_names_its_file(tmp_path, processed):
+    _, work, _ = processed
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes((work / "shard-00000.npz").read_bytes()[:4000])
+    with pytest.raises(ShardError, match="bad.npz: not a readable shard"):
+        read_shard(bad)
+    with pytest.raises(ShardError, match="nope.npz: missing"):
+        read_shard(tmp_path / "nope.npz")
+
+
+def test_a_killed_features_run_resumes_with_only_the_unfinished_shards(processed, tmp_path):
+    """The records live in the work folder (DVC empties the output before a stage runs)."""
+    pre, work, out = tmp_path / "out", tmp_path / "fwork", tmp_path / "features"
+    script = ("import pathlib as p; from s2f.config import FeaturesParams as F; "
+              "from s2f.features import compute_features as run; "
+              f"run(p.Path(r'{pre}'), p.Path(r'{out}'), F(), 1, p.Path(r'{work}'))")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+    first = work / "features-00000.done.json"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists() and not (out / "manifest.parquet").exists(), "the run was not killed mid-way"
+    shutil.rmtree(out, ignore_errors=True)  # DVC empties the output before a rerun
+    stamp = (work / "features-00000.npz").stat().st_mtime_ns
+    resumed = compute_features(pre, out, FeaturesParams(), 1, work)
+    assert (work / "features-00000.npz").stat().st_mtime_ns == stamp  # not redone
+    fresh = compute_features(pre, tmp_path / "fresh", FeaturesParams(), 1)
+    pd.testing.assert_frame_equal(resumed, fresh)
+    for name in sorted(p.name for p in (tmp_path / "fresh").glob("features-*.npz")):
+        a, b = read_shard(out / name), read_shard(tmp_path / "fresh" / name)
+        np.testing.assert_array_equal(a["embedding"], b["embedding"])
+        assert (out / "validation" / name.replace(".npz", ".json")).read_bytes() == \
+            (tmp_path / "fresh" / "validation" / name.replace(".npz", ".json")).read_bytes()
