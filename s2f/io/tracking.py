@@ -7,18 +7,49 @@ experiment keeps its artifacts:
 - else, for a SQLite store, `mlartifacts/` beside the database file: every worker checkout that shares one database
   also shares its artifacts (a relative default would scatter them over checkouts);
 - else the server decides (an `mlflow server --artifacts-destination s3://…` proxies them).
-Entered as a context manager by the stages only, so library code never touches MLflow.
+
+Tracking is a record of the work, never a reason to lose it:
+- At start, a tracker that does not answer ends the stage within seconds, with one line naming the URI. Nothing
+  has been computed yet, so failing costs nothing, while a run that trained untracked would leave the registry
+  and the comparison of runs without it (set MLFLOW_TRACKING_URI right, or unset it for the local store, and rerun).
+- Mid-run, every logging call goes through `TrackedRun`: the MLflow client's brief retries (bounded here unless
+  MLFLOW_HTTP_REQUEST_MAX_RETRIES / _BACKOFF_FACTOR / _TIMEOUT are set), then the calls are kept in memory, sent when
+  the tracker answers again, or dropped at the end. One warning line when the tracker goes away, one at the end;
+  the stage goes on and writes its DVC outputs either way.
+- A run ends FINISHED, FAILED when the stage raised, KILLED on Ctrl-C or SIGTERM (which then still ends the
+  process, as it would have). When the tracker is gone at the end, the warning says how to end the run by hand.
+`stage_run` is entered by the stages only; for its duration it bounds MLflow's HTTP client (in the environment, where
+MLflow reads it) and turns SIGTERM into an exception, and puts both back afterwards: library code never touches
+MLflow, the environment or signals.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 EXPERIMENT = "speech2face"
+# MLflow's client retries a failed request 7 times with backoff 2 (about 4 minutes) and waits 120 s for an answer:
+# made for rate-limited hosted trackers, it turns a dead local server into minutes of stalled training per call
+HTTP_CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+# how `close` tries a tracker that is still away at the end: once, briefly (the call is expected to fail)
+GONE_CLIENT = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+PROBE_SECONDS = 5.0        # how long the start-up check waits for a tracking server to answer
+REPROBE_SECONDS = 10.0     # while the tracker is away, how often a logging call checks whether it is back
+MAX_BUFFERED = 200_000     # metric values kept while the tracker is away; later ones are dropped (and counted)
+METRICS_PER_REQUEST = 1000  # MLflow's log-batch limit: one request each, so a failed send is all or nothing
 
 
 def tracking_uri() -> str:
@@ -60,8 +91,304 @@ def use_experiment(name: str | None = None) -> str:
     return experiment
 
 
+def unreachable(uri: str, timeout: float) -> str | None:
+    """Why the tracking server at `uri` cannot be reached, or None when it answers (or `uri` is not a server).
+
+    A quick GET of its /health with our own timeout, not through MLflow's client, whose retries are what made a
+    dead server cost minutes. Any answer below 500 counts (a 401 or 404 is a server that is up)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return None
+    except urllib.error.HTTPError as err:
+        return None if err.code < 500 else f"HTTP {err.code} {err.reason}"
+    except (OSError, ValueError) as err:
+        return _reason(err)
+
+
+def _reason(err: BaseException) -> str:
+    """One short line for an error: the OS-level cause when the message buries one (MLflow's are pages long)."""
+    text = str(getattr(err, "reason", None) or err) or type(err).__name__
+    cause = re.search(r"\[Errno -?\d+\][^'\")\]]*|Read timed out|timed out|Name or service not known", text)
+    if cause:
+        return cause.group(0).strip()
+    line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
 @contextmanager
-def main_process_run(stage: str, params: dict, is_main: bool) -> Iterator["object | None"]:
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` in os.environ for the block (MLflow's client reads its settings there, per request), then restored."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def bounded_http_client() -> AbstractContextManager[None]:
+    """MLflow's HTTP client with brief retries (HTTP_CLIENT_DEFAULTS) for the block; values the user set are kept."""
+    return _environment({k: v for k, v in HTTP_CLIENT_DEFAULTS.items() if k not in os.environ})
+
+
+@dataclass
+class _Call:
+    """One logging call kept until the tracker takes it: metrics and params (one log-batch request) or a file."""
+
+    metrics: list = field(default_factory=list)
+    params: list = field(default_factory=list)
+    artifact: tuple[str, str | None] | None = None
+
+    def send(self, client, run_id: str) -> None:
+        if self.artifact is not None:
+            client.log_artifact(run_id, *self.artifact)
+        else:
+            client.log_batch(run_id, metrics=self.metrics, params=self.params, synchronous=True)
+
+
+class TrackedRun:
+    """A stage's MLflow run seen through one guarded path: a logging call never raises for the tracker's sake.
+
+    A call that fails (after the client's retries, and one more for a local store) marks the tracker away with one
+    warning line; from then on calls are kept in memory (up to MAX_BUFFERED metric values) and, every
+    REPROBE_SECONDS, sent if the tracker answers again. `close` makes a last attempt and ends the run."""
+
+    def __init__(self, run, uri: str, reprobe_seconds: float = REPROBE_SECONDS) -> None:
+        from mlflow import MlflowClient
+
+        self.info = run.info
+        self.uri = uri
+        self._client = MlflowClient(uri)
+        self._reprobe_seconds = reprobe_seconds
+        self._pending: list[_Call] = []
+        self._kept_values = 0           # metric values in `_pending` (counted, not summed per call)
+        self._away: str | None = None   # why the tracker is taken to be away; None while it takes calls
+        self._next_probe = 0.0
+        self._dropped = 0               # metric values past MAX_BUFFERED
+        self._refused: list[_Call] = []  # calls a tracker that answers turned down (a bad value, a deleted run)
+
+    @property
+    def run_id(self) -> str:
+        return self.info.run_id
+
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        flat = [Param(key, value) for key, value in _flatten(params).items()]
+        for lo in range(0, len(flat), 100):
+            self._submit(_Call(params=flat[lo:lo + 100]))
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)  # when it happened, also for a value sent later from the buffer
+        values = [Metric(key, float(value), stamp, step or 0) for key, value in metrics.items()]
+        for lo in range(0, len(values), METRICS_PER_REQUEST):
+            self._submit(_Call(metrics=values[lo:lo + METRICS_PER_REQUEST]))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self._submit(_Call(artifact=(str(path), artifact_path)))
+
+    def log_model_files(self, weights: Path) -> None:
+        """Log a saved model (weights and its JSON config) under the run's `model/` artifacts."""
+        for path in (weights, weights.with_suffix(".json")):
+            self.log_artifact(path, "model")
+
+    def close(self, status: str) -> None:
+        """End the run with `status` after a last try at the kept calls; warns (never raises) when it cannot."""
+        import mlflow
+
+        if self._away is not None:
+            self._next_probe = 0.0
+            self._send_pending()
+        try:  # a tracker still away gets one short try, not the client's retries (whatever the user set for those)
+            with _environment(GONE_CLIENT if self._away else {}):
+                mlflow.end_run(status)  # pops the fluent run first, so the process is left clean either way
+        except Exception as err:  # noqa: BLE001 - whatever the tracker did, the stage's outputs stand
+            self._warn(f"could not end run {self.run_id} ({_reason(err)}){self._lost()}; the stage's outputs are "
+                       f"complete, but the run may show RUNNING on the tracker: once it is back, end it with "
+                       f"`python -c \"import mlflow; mlflow.MlflowClient('{self.uri}')"
+                       f".set_terminated('{self.run_id}', '{status}')\"`")
+            return
+        if self._pending or self._dropped or self._refused:
+            self._warn(f"run {self.run_id} ended {status}{self._lost()}")
+
+    def _submit(self, call: _Call) -> None:
+        if self._away is None:
+            try:
+                self._send(call)
+                return
+            except Exception as err:  # noqa: BLE001 - any failure of the tracker; the call is kept
+                if self._refuse(call, err):
+                    return
+                self._away = _reason(err)
+                self._warn(f"failed ({self._away}); the stage goes on, keeping run {self.run_id}'s tracking in "
+                           f"memory to send when the tracker answers again")
+                self._next_probe = time.monotonic() + self._reprobe_seconds
+        self._keep(call)
+        self._send_pending()
+
+    def _refuse(self, call: _Call, err: Exception) -> bool:
+        """Drop a call the tracker answered with a 4xx (retrying it cannot help, and keeping it would hold up the
+        calls behind it); warn on the first such call only. False for an outage (no answer, 5xx)."""
+        from mlflow.exceptions import MlflowException
+
+        if not isinstance(err, MlflowException) or not 400 <= err.get_http_status_code() < 500:
+            return False
+        if not self._refused:
+            self._warn(f"refused a logging call of run {self.run_id} ({_reason(err)}); calls it refuses are "
+                       f"dropped, the stage goes on")
+        self._refused.append(call)
+        return True
+
+    def _send(self, call: _Call) -> None:
+        """One call, retried once after a pause for a local store (a server's client has retried already)."""
+        attempts = 1 if self.uri.startswith(("http://", "https://")) else 2
+        for attempt in range(attempts):
+            try:
+                call.send(self._client, self.run_id)
+                return
+            except Exception:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(1.0)
+
+    def _keep(self, call: _Call) -> None:
+        if call.metrics and self._kept_values + len(call.metrics) > MAX_BUFFERED:
+            self._dropped += len(call.metrics)
+            return
+        self._pending.append(call)
+        self._kept_values += len(call.metrics)
+
+    def _send_pending(self) -> None:
+        """Send the kept calls, oldest first, when it is time to look and the tracker answers; stop at a failure."""
+        if self._away is None or time.monotonic() < self._next_probe:
+            return
+        self._next_probe = time.monotonic() + self._reprobe_seconds
+        if unreachable(self.uri, 2.0) is not None:
+            return
+        sent = len(self._pending)
+        while self._pending:
+            self._merge_head()
+            try:
+                self._pending[0].send(self._client, self.run_id)
+            except Exception as err:  # noqa: BLE001 - refused: dropped; else still away: keep the rest
+                if not self._refuse(self._pending[0], err):
+                    self._away = _reason(err)
+                    self._kept_values = sum(len(c.metrics) for c in self._pending)
+                    return
+            del self._pending[0]
+        self._kept_values = 0
+        self._away = None
+        self._warn(f"answers again: sent the {sent} logging calls kept for run {self.run_id}", prefix="note")
+
+    def _merge_head(self) -> None:
+        """Fold the metric-only calls at the head of the queue into one request of up to METRICS_PER_REQUEST."""
+        head = self._pending[0]
+        if head.artifact is not None or head.params:
+            return
+        n = 1
+        while (n < len(self._pending) and not self._pending[n].params and self._pending[n].artifact is None
+               and len(head.metrics) + len(self._pending[n].metrics) <= METRICS_PER_REQUEST):
+            head.metrics = head.metrics + self._pending[n].metrics
+            n += 1
+        del self._pending[1:n]
+
+    def _lost(self) -> str:
+        """What never reached the tracker, for the last warning line."""
+        lost = self._pending + self._refused
+        values = sum(len(c.metrics) for c in lost) + self._dropped
+        files = [Path(c.artifact[0]).name for c in lost if c.artifact is not None]
+        params = sum(len(c.params) for c in lost)
+        parts = [f"{values} metric values"] * bool(values) + [f"{params} params"] * bool(params) + \
+                [f"the files {', '.join(files)}"] * bool(files)
+        return f"; not logged: {', '.join(parts)}" if parts else ""
+
+    def _warn(self, message: str, prefix: str = "warning") -> None:
+        print(f"{prefix}: MLflow tracking at {self.uri} {message}", file=sys.stderr, flush=True)
+
+
+class Interrupted(BaseException):
+    """SIGTERM during a stage run, raised in the main thread so the stage unwinds as on Ctrl-C and the run can be
+    ended KILLED; a BaseException, so no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises `Interrupted` in the block; once the block has unwound, the signal is delivered again with
+    the previous disposition, so the process still dies by it (the exit its parent, DVC or torchrun, expects)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:
+        yield
+        return
+
+    def raise_interrupted(signum: int, frame) -> None:
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, raise_interrupted)
+    try:
+        yield
+    except Interrupted as err:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        os.kill(os.getpid(), err.signum)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _end_status(err: BaseException) -> str:
+    """The status of a run its stage left by `err`: a clean `sys.exit(0)` finished the work, Ctrl-C or SIGTERM
+    stopped it from outside (KILLED: rerun, nothing to debug), anything else is a failure to look into."""
+    if isinstance(err, (Interrupted, KeyboardInterrupt)):
+        return "KILLED"
+    if isinstance(err, SystemExit) and err.code in (0, None):
+        return "FINISHED"
+    return "FAILED"
+
+
+def _open_run(stage: str):
+    """Start the stage's run, or end the stage with one line naming the tracker and why it cannot be used."""
+    import mlflow
+
+    uri = tracking_uri()
+    reason = unreachable(uri, PROBE_SECONDS)
+    if reason is None:
+        try:
+            use_experiment()
+            return mlflow.start_run(run_name=stage, tags={"stage": stage, "git_commit": git_commit()})
+        except Exception as err:  # noqa: BLE001 - reported as one line below
+            reason = _reason(err)
+    raise SystemExit(f"error: {stage}: the MLflow tracker at {uri} cannot be used ({reason}); start it, or set "
+                     f"MLFLOW_TRACKING_URI to one that answers (unset, stages track to ./mlruns.db)")
+
+
+@contextmanager
+def stage_run(stage: str, params: dict) -> Iterator[TrackedRun]:
+    """An MLflow run named after the stage, with its params section logged and the git commit tagged, ended
+    FINISHED, FAILED or KILLED (see the module docstring for what happens when the tracker is away)."""
+    with bounded_http_client(), _sigterm_unwinds():
+        run = TrackedRun(_open_run(stage), tracking_uri())
+        try:
+            run.log_params(params)
+            yield run
+        except BaseException as err:
+            run.close(_end_status(err))
+            raise
+        run.close("FINISHED")
+
+
+@contextmanager
+def main_process_run(stage: str, params: dict, is_main: bool) -> Iterator[TrackedRun | None]:
     """`stage_run` on the main process of a distributed job; the other ranks log nothing."""
     if not is_main:
         yield None
@@ -70,41 +397,22 @@ def main_process_run(stage: str, params: dict, is_main: bool) -> Iterator["objec
         yield run
 
 
-@contextmanager
-def stage_run(stage: str, params: dict) -> Iterator["object"]:
-    """An MLflow run named after the stage, with its params section logged and the git commit tagged."""
-    import mlflow
-
-    use_experiment()
-    with mlflow.start_run(run_name=stage, tags={"stage": stage, "git_commit": git_commit()}) as run:
-        mlflow.log_params(_flatten(params))
-        yield run
-
-
 class EpochCurve:
-    """The per-epoch callback the training loops take: keeps the rows (for the DVC plot) and logs them to MLflow."""
+    """The per-epoch callback the training loops take: keeps the rows (for the DVC plot) and logs them to `run`."""
 
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, run: TrackedRun | None = None, prefix: str = "") -> None:
         self.rows: list[dict] = []
+        self.run = run
         self.prefix = prefix
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
-        import mlflow
-
         self.rows.append({"epoch": epoch, **metrics})
-        mlflow.log_metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step=epoch)
+        if self.run is not None:
+            self.run.log_metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step=epoch)
 
     @property
     def last(self) -> dict[str, float]:
         return {k: v for k, v in self.rows[-1].items() if k != "epoch"}
-
-
-def log_model_files(weights: Path) -> None:
-    """Log a saved model (weights and its JSON config) under the run's `model/` artifacts."""
-    import mlflow
-
-    for path in (weights, weights.with_suffix(".json")):
-        mlflow.log_artifact(str(path), "model")
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:

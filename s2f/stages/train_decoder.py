@@ -2,8 +2,9 @@
 
 Reads the `train_decoder` section. First fits a small feature proxy (crop → face feature, frozen; the
 differentiable judge of the identity term), then the decoder on faces aligned to the mean shape. Writes the model
-(weights + JSON config), a metrics JSON and a per-epoch curve of every loss term; logs them to MLflow. Resumes from
-its checkpoint when killed. Under `torchrun` it trains with DDP (gloo on CPU, NCCL on CUDA).
+(weights + JSON config), a metrics JSON and a per-epoch curve of every loss term; logs them to MLflow (the outputs
+are written even when the tracker goes away mid-run: see `s2f.io.tracking`). Resumes from its checkpoint when
+killed. Under `torchrun` it trains with DDP (gloo on CPU, NCCL on CUDA).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from pathlib import Path
 from s2f.config import TrainDecoderParams
 from s2f.dataset import load_split
 from s2f.io.checkpoints import save_model
-from s2f.io.tracking import EpochCurve, log_model_files, main_process_run
-from s2f.stages.common import load_params, stage_parser, write_curve, write_json
+from s2f.io.tracking import EpochCurve, main_process_run
+from s2f.stages.common import load_params, run_stage, stage_parser, write_curve, write_json
 from s2f.training.decoder import decoder_targets, train_decoder, train_proxy
 from s2f.training.distributed import setup_runtime, teardown_runtime
 
@@ -31,15 +32,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params: TrainDecoderParams = load_params("train_decoder", args.params)
     runtime = setup_runtime()
-    data = load_split(args.pre, args.features, "train", audio=False, faces=True, landmarks=True)
-    targets = decoder_targets(data.embedding, data.face, data.landmarks, params.image_size)
-    curve, proxy_curve = EpochCurve(), EpochCurve(prefix="proxy_")
-    with main_process_run("train_decoder", params.model_dump(), runtime.is_main):
+    # the run opens first: a tracker that does not answer ends the stage before the data is loaded
+    with main_process_run("train_decoder", params.model_dump(), runtime.is_main) as run:
+        data = load_split(args.pre, args.features, "train", audio=False, faces=True, landmarks=True)
+        targets = decoder_targets(data.embedding, data.face, data.landmarks, params.image_size)
+        curve, proxy_curve = EpochCurve(run), EpochCurve(run, prefix="proxy_")
         proxy = train_proxy(targets, params, runtime, proxy_curve) if params.loss.identity > 0 else None
         model = train_decoder(targets, proxy, params, runtime, curve, args.checkpoint)
-        if runtime.is_main:
+        if run is not None:  # the main process
             save_model(model, args.model, {"trained_on_samples": len(data.embedding)})
-            log_model_files(args.model)
+            run.log_model_files(args.model)
     teardown_runtime(runtime)
     if not runtime.is_main:
         return
@@ -51,4 +53,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

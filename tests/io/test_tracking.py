@@ -1,18 +1,29 @@
-"""Where MLflow puts artifacts: beside a SQLite store, directly on S3, or on S3 through a tracking server's proxy."""
+"""Where MLflow puts artifacts (beside a SQLite store, directly on S3, or on S3 through a tracking server's proxy),
+how a stage run ends, and how a dead tracker is told apart (the outage itself: tests/reliability)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import boto3
 import pytest
 
 from s2f.io.http import wait_until_answers
-from s2f.io.tracking import artifact_location, stage_run
+from s2f.io.tracking import HTTP_CLIENT_DEFAULTS, artifact_location, bounded_http_client, stage_run, unreachable
 from tests.s3_server import free_port
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_store():
+    """Each test points MLflow (a process-wide setting) at its own store: point it back afterwards."""
+    yield
+    import mlflow
+
+    mlflow.set_tracking_uri(None)
 
 
 def _keys(endpoint: str, bucket: str, prefix: str) -> list[str]:
@@ -81,3 +92,62 @@ def test_artifacts_reach_s3_through_the_tracking_server_proxy(proxy_server, tmp_
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert any(k.endswith("note.txt") for k in _keys(endpoint, bucket, "proxied/"))
+
+
+def _status_after(tmp_path: Path, monkeypatch, error: BaseException) -> str:
+    """The status a stage run ends with when `error` is raised inside it (on a fresh SQLite store)."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(type(error)):
+        with stage_run("unit", {"a": 1}) as run:
+            raise error
+    assert mlflow.active_run() is None  # the process is left without a dangling active run
+    return mlflow.MlflowClient().get_run(run.info.run_id).info.status
+
+
+def test_run_ends_failed_when_the_stage_raises(tmp_path, monkeypatch):
+    assert _status_after(tmp_path, monkeypatch, ValueError("bad input")) == "FAILED"
+
+
+def test_run_ends_killed_on_ctrl_c(tmp_path, monkeypatch):
+    assert _status_after(tmp_path, monkeypatch, KeyboardInterrupt()) == "KILLED"
+
+
+def test_a_stage_that_exits_cleanly_ends_finished(tmp_path, monkeypatch):
+    assert _status_after(tmp_path, monkeypatch, SystemExit(0)) == "FINISHED"
+
+
+def test_dead_tracker_is_named_with_its_reason_within_seconds():
+    url = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    reason = unreachable(url, timeout=2.0)
+    assert reason is not None and "refused" in reason.lower() and time.monotonic() - started < 3
+    assert unreachable("sqlite:///x.db", timeout=2.0) is None  # not a server: nothing to probe
+
+
+def test_client_retries_are_bounded_only_where_the_user_set_none(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    with bounded_http_client():
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == HTTP_CLIENT_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ  # the process environment is left as it was
+
+
+def test_a_call_the_tracker_refuses_is_dropped_without_holding_up_the_rest(tmp_path, monkeypatch, capsys):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    monkeypatch.chdir(tmp_path)
+    with stage_run("unit", {"lr": 1}) as run:
+        for epoch in range(3):
+            run.log_params({"lr": 2 + epoch})  # MLflow refuses to change a logged param
+            run.log_metrics({"loss": 1.0 / (epoch + 1)}, step=epoch)
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history] == [0, 1, 2]
+    assert mlflow.MlflowClient().get_run(run.info.run_id).info.status == "FINISHED"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2 and "refused" in warnings[0] and "3 params" in warnings[1], warnings
+
