@@ -11,7 +11,7 @@ import importlib
 import sys
 
 STAGES = ["download", "preprocess", "features", "train_decoder", "train_encoder", "evaluate", "register"]
-TOOLS = ["ingest", "model_summary", "promote", "infer"]
+TOOLS = ["ingest", "model_summary", "promote", "infer", "upload_pending"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,7 +24,14 @@ def main(argv: list[str] | None = None) -> None:
                              "(s2f COMMAND --help)")
     args, rest = parser.parse_known_args(argv[:1])
     stage = importlib.import_module(f"s2f.stages.{args.command.replace('-', '_')}")
-    stage.main(rest + argv[1:])
+    try:
+        stage.main(rest + argv[1:])
+    except Exception as err:
+        from s2f.stages.common import is_input_file_error
+
+        if not is_input_file_error(err):  # a bad model or shard file is the user's input: one line, no traceback
+            raise
+        raise SystemExit(f"s2f {args.command}: {err}") from None
 
 
 if __name__ == "__main__":

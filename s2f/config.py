@@ -2,21 +2,66 @@
 
 Why pydantic: a typo or a wrong type in `params.yaml` fails at start-up with a message naming the key
 (`train_encoder.epochs: Input should be a valid integer`), not as a crash an hour into training.
-Unknown keys are errors too (`extra="forbid"`), so a misspelt option is never silently ignored.
+Unknown keys are errors too (`extra="forbid"`), so a misspelt option is never silently ignored; so are unknown or
+missing sections, so a misspelt section name never silently runs a stage on its defaults. Every number has the range
+in which it means something (a recall@-3, a 0 Hz sample rate or Adam betas of 2 pass a type check but not this).
+The defaults equal params.yaml's values (tests/test_config.py checks it), so `s2f ingest` without a params file
+behaves as the pipeline does.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+import string
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
+from pydantic.fields import FieldInfo
+
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1, description="numpy refuses negative seeds; 32 bits suit every RNG")]
+Workers = Annotated[int, Field(ge=0, description="processes; 0: every core the process may use")]
+SampleRate = Annotated[int, Field(ge=8000, description="Hz; below telephone speech's 8 kHz a voice is not kept")]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `.inf` seconds or a `.nan` rate would pass the bound checks; validate_default=True: a
+    # cross-field check on a field left at its default (`min_seconds: 20` alone) still runs
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_default=True)
+
+
+def _at_least(low_key: str) -> Callable[[float, ValidationInfo], float]:
+    """A validator for the upper field of a (low, high) pair: high < low empties the range it describes."""
+
+    def check(value: float, info: ValidationInfo) -> float:
+        low = info.data.get(low_key)  # absent when the low field itself failed: that error is reported instead
+        if low is not None and value < low:
+            raise ValueError(f"must be at least {low_key} ({low})")
+        return value
+
+    return check
+
+
+def _absolute(path: str) -> str:
+    if not Path(path).is_absolute():
+        raise ValueError("must be an absolute folder (a relative one would depend on where the stage runs)")
+    return path
+
+
+def _unique(values: list[int]) -> list[int]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"values must be unique, got {values}")
+    return values
+
+
+def _any_positive(weights: dict[str, float], section: str) -> None:
+    if not any(w > 0 for w in weights.values()):
+        raise ValueError(f"at least one of {', '.join(weights)} must be > 0: with all at 0 {section} learns nothing")
 
 
 def resolve_workers(workers: int) -> int:
@@ -26,13 +71,15 @@ def resolve_workers(workers: int) -> int:
 
 class DemoSourceParams(Section):
     speakers: int = Field(96, ge=2)
-    clips_per_speaker: int = Field(4, ge=1)
+    clips_per_speaker: int = Field(5, ge=1)
     min_seconds: float = Field(3.0, gt=0)
     max_seconds: float = Field(7.0, gt=0)
-    sample_rate: int = 16000
+    sample_rate: SampleRate = 16000
     fps: int = Field(5, ge=1)
     frame_size: int = Field(320, ge=128)
-    seed: int = 2019
+    seed: Seed = 2019
+
+    _max_seconds = field_validator("max_seconds")(_at_least("min_seconds"))
 
 
 class AvspeechSourceParams(Section):
@@ -49,17 +96,29 @@ class AvspeechSourceParams(Section):
     max_height: int = Field(720, ge=144, description="the best video stream at most this tall")
     timeout_seconds: float = Field(300.0, gt=0)
 
+    @field_validator("url_template")
+    @classmethod
+    def _one_id_placeholder(cls, template: str) -> str:
+        """Without `{youtube_id}` every row fetches the same URL; another placeholder fails only at fetch time."""
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        if fields != {"youtube_id"}:
+            raise ValueError(f"must contain {{youtube_id}} and no other placeholder, got {sorted(fields)}")
+        return template
+
 
 class LocalSourceParams(Section):
     """Media already on disk (or under s3://): a clip manifest CSV, a folder of videos, or VoxCeleb + VGGFace."""
 
     kind: Literal["manifest", "folder", "voxceleb"] = "manifest"
-    manifest: str | None = Field(None, description="CSV with `clip` and `speaker` columns; clips relative to it")
+    manifest: str | None = Field("../shared/data/realsample/manifest.csv",
+                                 description="CSV with `clip` and `speaker` columns; clips relative to it")
     folder: str | None = Field(None, description="videos; the first sub-folder under it names the speaker")
     voxceleb_audio: str | None = Field(None, description="VoxCeleb layout: <id>/<video>/<n>.wav|m4a")
     vggface_images: str | None = Field(None, description="VGGFace layout: <name or n-id>/<n>.jpg")
     voxceleb_meta: str | None = Field(None, description="vox1_meta.csv or vox2_meta.csv: VoxCeleb id → VGGFace id")
     copy_clips: bool = Field(True, description="copy media under data/raw so DVC versions it; false: reference it")
+    allowed_roots: list[Annotated[str, AfterValidator(_absolute)]] = Field(
+        [], description="absolute folders a manifest may name media in besides its own folder (s3:// is always fine)")
 
 
 class DataParams(Section):
@@ -69,39 +128,44 @@ class DataParams(Section):
     demo: DemoSourceParams = DemoSourceParams()
     avspeech: AvspeechSourceParams = AvspeechSourceParams()
     local: LocalSourceParams = LocalSourceParams()
-    workers: int = 0
+    workers: Workers = 0
 
 
 class DetectorParams(Section):
     kind: Literal["hog", "cnn"] = Field("hog", description="dlib HOG (fast, frontal) or the MMOD CNN (~2 s/frame on CPU)")
     upsample: int = Field(0, ge=0, le=2)
-    min_score: float = 0.5
+    min_score: float = Field(0.5, description="dlib's detection score: a signed margin, unbounded either way "
+                             "(negative admits weaker detections)")
     max_side: int = Field(640, ge=160, description="frames are searched downscaled to at most this many pixels")
 
 
 class PreprocessParams(Section):
-    sample_rate: int = 16000
+    sample_rate: SampleRate = 16000
     seconds: float = Field(6.0, gt=0)
     face_frames: int = Field(3, ge=1, description="frames per clip searched for the speaker's face")
     second_face_ratio: float = Field(0.5, gt=0, le=1, description="another face this large (area share of the "
                                      "largest) makes a clip without a face position ambiguous: multiple_faces")
-    crop_size: int = 224
+    crop_size: int = Field(224, ge=32, description="px; smaller crops leave dlib's 68 landmarks nothing to find")
     crop_margin: float = Field(0.4, ge=0)
     min_face_size: int = Field(60, ge=1)
-    min_rms: float = Field(1e-3, ge=0, description="RMS of int16/32768 audio below which a clip counts as silent")
+    min_rms: float = Field(1e-3, ge=0, lt=1, description="RMS of int16/32768 audio below which a clip counts as "
+                           "silent (full scale is 1: a threshold of 1 calls every clip silent)")
     detector: DetectorParams = DetectorParams()
     min_seconds: float = Field(1.0, gt=0, description="clips with less audio are quarantined as too_short")
     max_source_seconds: float = Field(4 * 3600.0, gt=0, description="longer containers are quarantined as too_long")
     shard_size: int = Field(1000, ge=1)
     max_bad_shard_fraction: float = Field(0.1, ge=0, le=1, description="share of shards failing validation "
                                           "above which the stage fails")
-    output_uri: str | None = Field(None, description="s3://bucket/prefix: each finished shard is also uploaded there")
-    workers: int = 0
+    output_uri: str | None = Field(None, pattern=r"^s3://[^/]+", description="s3://bucket/prefix: each finished "
+                                   "shard is also uploaded there")
+    workers: Workers = 0
+
+    _max_source_seconds = field_validator("max_source_seconds")(_at_least("min_seconds"))
 
 
 class SplitParams(Section):
     test_fraction: float = Field(0.5, gt=0, lt=1)
-    seed: int = 7
+    seed: Seed = 7
 
 
 class IdentityHeadParams(Section):
@@ -116,7 +180,7 @@ class FeaturesParams(Section):
     vggface_weights: str | None = Field(None, description="the VGG-Face weight file (docs/face_backends.md)")
     split: SplitParams = SplitParams()
     identity_head: IdentityHeadParams = IdentityHeadParams()
-    workers: int = 0
+    workers: Workers = 0
 
 
 class LoopParams(Section):
@@ -132,6 +196,11 @@ class DecoderLossParams(Section):
     landmarks: float = Field(100.0, ge=0, description="MSE of the 68 landmarks (normalized coordinates)")
     identity: float = Field(0.1, ge=0, description="1 − cos(proxy(decoded face), true feature)")
 
+    @model_validator(mode="after")
+    def _something_to_learn(self) -> DecoderLossParams:
+        _any_positive({"texture": self.texture, "landmarks": self.landmarks, "identity": self.identity}, "the decoder")
+        return self
+
 
 class FeatureProxyParams(Section):
     """A small CNN image → face feature, fitted to the backend's features and frozen: a differentiable stand-in
@@ -143,8 +212,8 @@ class FeatureProxyParams(Section):
 
 
 class TrainDecoderParams(Section):
-    image_size: int = Field(64, description="decoded face size: texture_grid × 2^k (the paper: 224 from 14)")
     texture_grid: int = Field(8, ge=2)
+    image_size: int = Field(64, ge=8, description="decoded face size: texture_grid × 2^k (the paper: 224 from 14)")
     texture_channels: int = Field(256, ge=8)
     hidden: int = Field(512, ge=1, description="the shared FC layer, the f_dec of the encoder's loss")
     landmark_hidden: int = Field(256, ge=1)
@@ -153,8 +222,18 @@ class TrainDecoderParams(Section):
     lr: float = Field(2e-3, gt=0)
     loss: DecoderLossParams = DecoderLossParams()
     proxy: FeatureProxyParams = FeatureProxyParams()
-    loop: LoopParams = LoopParams()
-    seed: int = 0
+    loop: LoopParams = LoopParams(checkpoint_every=100)
+    seed: Seed = 0
+
+    @field_validator("image_size")
+    @classmethod
+    def _grid_times_power_of_two(cls, size: int, info: ValidationInfo) -> int:
+        """The texture CNN doubles the grid k times, so only texture_grid × 2^k sizes can be decoded."""
+        grid = info.data.get("texture_grid")
+        if grid is not None and (size % grid or (size // grid) & (size // grid - 1)):
+            raise ValueError(f"must be texture_grid × 2^k: with texture_grid {grid}, one of "
+                             f"{grid}, {grid * 2}, {grid * 4}, {grid * 8}, …")
+        return size
 
 
 class ConvBlockParams(Section):
@@ -167,7 +246,7 @@ class VoiceEncoderParams(Section):
     """A named preset (`s2f model-summary --preset NAME`), optionally overridden key by key."""
 
     preset: Literal["demo", "paper"] = "demo"
-    blocks: list[ConvBlockParams] | None = None
+    blocks: list[ConvBlockParams] | None = Field(None, min_length=1)
     last_channels: int | None = Field(None, ge=1)
     last_freq_stride: int | None = Field(None, ge=1)
     kernel: int | None = Field(None, ge=2)
@@ -180,38 +259,61 @@ class LossParams(Section):
     distill: float = Field(200.0, ge=0, description="λ2 (0 turns the distillation term off)")
     temperature: float = Field(2.0, gt=0, description="T")
 
+    @model_validator(mode="after")
+    def _something_to_learn(self) -> LossParams:
+        _any_positive({"decoder_l1": self.decoder_l1, "normalized_l2": self.normalized_l2, "distill": self.distill},
+                      "the encoder")
+        return self
+
+
+Beta = Annotated[float, Field(ge=0, lt=1, description="Adam's moment decay: 1 never forgets, above 1 diverges")]
+
 
 class TrainEncoderParams(Section):
     model: VoiceEncoderParams = VoiceEncoderParams()
-    crop_seconds: float = Field(2.5, gt=0.5, description="random crop of each 6 s clip per step (augmentation)")
-    epochs: int = Field(40, ge=1)
+    crop_seconds: float = Field(2.5, gt=0.5, description="random crop of each 6 s clip per step (augmentation); "
+                                "at most the clip: the stage checks it against the shards' audio")
+    epochs: int = Field(30, ge=1)
     batch_size: int = Field(8, ge=2)
     lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.5, 0.999)
-    eps: float = 1e-4
+    betas: tuple[Beta, Beta] = (0.5, 0.999)
+    eps: float = Field(1e-4, gt=0, description="Adam's denominator guard; 0 divides by zero on a silent gradient")
     lr_decay: float = Field(0.95, gt=0, le=1)
     lr_decay_every: int = Field(10000, ge=1, description="optimizer steps between lr decays")
     loss: LossParams = LossParams()
-    loop: LoopParams = LoopParams()
-    seed: int = 0
+    loop: LoopParams = LoopParams(checkpoint_every=500)
+    seed: Seed = 0
 
 
 class EvaluateParams(Section):
-    ks: list[int] = [1, 2, 5, 10]
     gallery_size: int = Field(100, ge=2, description="identities per retrieval gallery (the paper: 100)")
-    short_seconds: float = Field(3.0, gt=0, description="the shorter input evaluated beside the full clip")
+    ks: list[Annotated[int, Field(ge=1)]] = Field([1, 2, 5, 10], min_length=1,
+                                                  description="recall@K; unique, each below gallery_size")
+    short_seconds: float = Field(3.0, gt=0, description="the shorter input evaluated beside the full clip; below "
+                                 "the clip length (checked by the stage against the shards' audio)")
     craniofacial_max: int | None = Field(300, ge=2, description="test clips measured with dlib landmarks (null: all)")
     grid_speakers: int = Field(8, ge=1)
-    seed: int = 0
+    seed: Seed = 0
+
+    @field_validator("ks")
+    @classmethod
+    def _ks_mean_something(cls, ks: list[int], info: ValidationInfo) -> list[int]:
+        """A repeated K is reported twice; K ≥ the gallery size is recall 1 whatever the model does."""
+        _unique(ks)
+        gallery = info.data.get("gallery_size")
+        if gallery is not None and max(ks) >= gallery:
+            raise ValueError(f"each K must be below gallery_size ({gallery}), got {max(ks)}")
+        return ks
 
 
 class PromoteParams(Section):
     """The gate `s2f promote` applies before moving the `champion` alias to the `challenger` (not a DVC stage:
     promotion changes registry state, not files)."""
 
-    metric: str = Field("retrieval.6s.recall_at_1", description="an evaluation metric, as flattened in MLflow")
+    metric: str = Field("retrieval.6s.recall_at_1", min_length=1,
+                        description="an evaluation metric, as flattened in MLflow")
     higher_is_better: bool = True
-    min_improvement: float = Field(0.0, ge=0, description="the challenger must beat the champion by at least this")
+    min_improvement: float = Field(0.005, ge=0, description="the challenger must beat the champion by at least this")
 
 
 S = TypeVar("S", bound=Section)
@@ -227,15 +329,92 @@ class ParamsError(ValueError):
 
 
 def load_section(name: str, path: Path | str = "params.yaml") -> Section:
-    """The validated section `name` of the params file; errors name the file, the section and the key."""
+    """The validated section `name` of the params file; errors name the file, the dotted key and what is allowed.
+
+    A missing section is an error, not the defaults: `preproces:` would otherwise run the stage on defaults without
+    a word. Unknown sections are errors for the same reason.
+    """
     if name not in SECTIONS:
         raise ParamsError(f"unknown params section {name!r}; known: {', '.join(SECTIONS)}")
+    raw = _read_sections(path)
+    _check_sections(name, raw, path)
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        return SECTIONS[name].model_validate(raw[name] or {})
+    except ValidationError as err:
+        problems = "; ".join(_describe(name, SECTIONS[name], e) for e in err.errors())
+        raise ParamsError(f"{path}: {problems}") from err
+
+
+def clip_length_problem(key: str, seconds: float, clip_seconds: float, path: Path | str,
+                        equal_ok: bool = True) -> str | None:
+    """Why `key` cannot apply to clips of `clip_seconds` (None when it can), for stages that learn the clip length
+    from their data: a section cannot check it, the clip length is another stage's param (preprocess.seconds)."""
+    if seconds < clip_seconds or (equal_ok and seconds == clip_seconds):
+        return None
+    bound = "at most" if equal_ok else "below"
+    return (f"{path}: {key} = {seconds:g}: must be {bound} the clip length, {clip_seconds:g} s of audio in the "
+            "preprocessed shards")
+
+
+def _read_sections(path: Path | str) -> dict[Any, Any]:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
         raise ParamsError(f"cannot read {path}: {err}") from err
-    try:
-        return SECTIONS[name].model_validate(raw.get(name, {}))
-    except ValidationError as err:
-        problems = "; ".join(f"{name}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ParamsError(f"{path}: {problems}") from err
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected sections ({', '.join(SECTIONS)}) at the top level, "
+                          f"got a {type(raw).__name__}")
+    return raw
+
+
+def _check_sections(name: str, raw: dict[Any, Any], path: Path | str) -> None:
+    """A missing `name` or a section no stage reads (most likely a misspelling) is an error naming both."""
+    problems = [f"no `{name}` section"] if name not in raw else []
+    for unknown in (str(k) for k in raw if k not in SECTIONS):
+        close = difflib.get_close_matches(unknown, SECTIONS, n=1)
+        problems.append(f"unknown section `{unknown}`" + (f" (did you mean `{close[0]}`?)" if close else ""))
+    if problems:
+        raise ParamsError(f"{path}: {'; '.join(problems)}; the sections are {', '.join(SECTIONS)}")
+
+
+def _step(annotation: Any, part: str | int) -> tuple[Any, list[Any]]:
+    """The type and constraints one step down `loc`: a field of a section, or an item of a list or tuple."""
+    if isinstance(part, str):
+        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        field = annotation.model_fields.get(part) if is_section else None
+        return (field.annotation, list(field.metadata)) if field else (None, [])
+    args = typing.get_args(annotation)
+    item = args[part] if typing.get_origin(annotation) is tuple and part < len(args) else (args or [None])[0]
+    if typing.get_origin(item) is not Annotated:
+        return item, []
+    base, *extras = typing.get_args(item)
+    return base, [m for e in extras for m in (e.metadata if isinstance(e, FieldInfo) else [e])]
+
+
+BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _describe(section: str, model: type[Section], error: dict[str, Any]) -> str:
+    """One pydantic error as `section.dotted.key[i] = value: reason (allowed: range)`."""
+    loc = error["loc"]
+    key = section + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    shown = f" = {error['input']!r}" if not isinstance(error.get("input"), dict) else ""
+    text = f"{key}{shown}: {error['msg'].removeprefix('Value error, ')}"
+    allowed = _allowed_range(model, loc) if error["type"] in BOUND_ERRORS else None
+    return text + (f" (allowed: {allowed})" if allowed else "")
+
+
+def _allowed_range(model: type[BaseModel], loc: tuple[Any, ...]) -> str | None:
+    """The whole interval of a bounded field, as `(0, 1]`, when it has both ends (pydantic's message names one)."""
+    annotation: Any = model
+    metadata: list[Any] = []
+    for part in loc:
+        annotation, metadata = _step(annotation, part)
+        if annotation is None:
+            return None
+    bound = {name: getattr(m, name) for m in metadata for name in ("ge", "gt", "le", "lt") if hasattr(m, name)}
+    low = f"[{bound['ge']}" if "ge" in bound else f"({bound['gt']}" if "gt" in bound else None
+    high = f"{bound['le']}]" if "le" in bound else f"{bound['lt']})" if "lt" in bound else None
+    return f"{low}, {high}" if low and high else None

@@ -2,13 +2,19 @@
 
 The weights are a plain `state_dict` loaded with `torch.load(..., weights_only=True)`; the JSON holds the model's
 config dataclass so the architecture is rebuilt from data, not from unpickled code.
+
+A file that cannot be a model (garbage, a truncated copy, another model's weights, a missing or broken JSON) raises
+`ModelFileError` naming the file and the reason: torch's own errors (`pop from empty list`, `failed finding central
+directory`) name neither.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,21 +30,101 @@ def save_model(model: torch.nn.Module, path: Path, extra: dict | None = None) ->
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
+class ModelFileError(ValueError):
+    """A model file (weights or their JSON) that cannot be loaded; the message names the file and why."""
+
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6: a zip archive
+
+
 def _config_of(meta: dict) -> tuple[type[torch.nn.Module], object]:
     cfg = meta["config"]
     if meta["kind"] == "VoiceEncoder":
         return VoiceEncoder, VoiceEncoderConfig(**{**cfg, "blocks": tuple(ConvBlock(**b) for b in cfg["blocks"])})
     if meta["kind"] == "FaceDecoder":
         return FaceDecoder, FaceDecoderConfig(**cfg)
-    raise ValueError(f"unknown model kind {meta['kind']!r}")
+    raise ValueError(f"unknown model kind {meta['kind']!r} (expected VoiceEncoder or FaceDecoder)")
+
+
+def read_meta(path: Path) -> dict:
+    """The JSON written beside the weights `path`; a missing or malformed one is a ModelFileError naming it."""
+    meta_path = path.with_suffix(".json")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise ModelFileError(f"{meta_path}: missing: the model's config, written beside {path.name} by "
+                             "save_model") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{meta_path}: not a model config: {err}") from None
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{meta_path}: not a model config: a JSON {type(meta).__name__}, not an object")
+    return meta
+
+
+def read_weights(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """A state_dict loaded with weights_only=True (no code runs); any failure says which file and why."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(4)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: not found") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: a folder, not a weights file") from None
+    except OSError as err:
+        raise ModelFileError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a bad file surfaces as any of a dozen types (even OSError: EINVAL)
+        raise ModelFileError(f"{path}: {_why_unreadable(head, err)}") from None
+    if not (isinstance(state, dict) and all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                            for k, v in state.items())):
+        raise ModelFileError(f"{path}: a torch file holding a {type(state).__name__}, not a model's weights "
+                             "(a state_dict of named tensors)")
+    return state
+
+
+def _why_unreadable(head: bytes, err: Exception) -> str:
+    """The reason in words; torch's exception type says little (garbage raises IndexError, KeyError, EOFError…)."""
+    if not head:
+        return "empty file, not a torch checkpoint"
+    if head != ZIP_MAGIC:
+        return "not a torch checkpoint (torch.save writes a zip archive; this file is not one)"
+    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+        return "a torch file holding objects other than tensors, refused by weights-only loading"
+    return "truncated or damaged torch checkpoint: its zip archive cannot be read (an interrupted copy or download?)"
+
+
+def _fit(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Load `state` into `model`, or say how the weights differ from the architecture their JSON describes."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k} {tuple(state[k].shape)} ≠ {tuple(expected[k].shape)}" for k in sorted(set(state) & set(expected))
+              if state[k].shape != expected[k].shape]
+    problems = [f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''} ({len(items)})"
+                for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes))
+                if items]
+    if problems:
+        raise ModelFileError(f"{path}: weights do not fit the {type(model).__name__} that "
+                             f"{path.with_suffix('.json').name} describes: {'; '.join(problems)}")
+    model.load_state_dict(state)
 
 
 def load_model(path: Path, device: str | torch.device = "cpu") -> torch.nn.Module:
-    meta = json.loads(path.with_suffix(".json").read_text())
-    cls, config = _config_of(meta)
-    model = cls(config)
-    model.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    """The model `save_model` wrote at `path`; a file that is not one raises ModelFileError naming it and why."""
+    path = Path(path)
+    meta = read_meta(path)
+    try:
+        cls, config = _config_of(meta)
+        model = cls(config)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{path.with_suffix('.json')}: not a model config: {_reason(err)}") from None
+    _fit(model, read_weights(path, device), path)
     return model.to(device).eval()
+
+
+def _reason(err: Exception) -> str:
+    return f"no key {err}" if isinstance(err, KeyError) else str(err)
 
 
 def save_identity_head(head: torch.nn.Linear, path: Path, meta: dict) -> None:
@@ -50,7 +136,12 @@ def save_identity_head(head: torch.nn.Linear, path: Path, meta: dict) -> None:
 
 
 def load_identity_head(path: Path) -> torch.nn.Linear:
-    meta = json.loads(path.with_suffix(".json").read_text())
-    head = torch.nn.Linear(meta["in_dim"], meta["classes"])
-    head.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    """The frozen identity classifier; a file that is not one raises ModelFileError naming it and why."""
+    path = Path(path)
+    meta: dict[str, Any] = read_meta(path)
+    try:
+        head = torch.nn.Linear(int(meta["in_dim"]), int(meta["classes"]))
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise ModelFileError(f"{path.with_suffix('.json')}: not an identity head config: {_reason(err)}") from None
+    _fit(head, read_weights(path), path)
     return head.requires_grad_(False).eval()
