@@ -25,6 +25,16 @@ def repeat_to_length(samples: np.ndarray, length: int) -> np.ndarray:
     return np.tile(samples, reps)[:length]
 
 
+def fit_to_clip(wave: np.ndarray, seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """The one short-clip policy: a clip is repeated until it is `seconds` long, a longer one cut to its first
+    `seconds`.
+
+    Why one function: preprocess stores clips this way (the paper repeats clips shorter than 6 s), serving feeds the
+    encoder this way, and evaluation's short-clip metric must measure exactly what serving does with a short voice.
+    """
+    return repeat_to_length(wave, int(round(seconds * sample_rate)))
+
+
 def num_frames(num_samples: int) -> int:
     return 1 + (num_samples - FRAME_LENGTH) // HOP_LENGTH
 

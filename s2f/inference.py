@@ -4,8 +4,10 @@ What serving (`s2f.serving`), `s2f infer` and the Prefect flows share. Nothing h
 the only I/O is bytes in, bytes out.
 
 Audio is brought to what the encoder was trained on: mono, 16 kHz, float in [-1, 1], repeated or cut to 6 s as the
-paper does (`repeat_to_length`). Inputs that cannot be a voice clip are refused with an `AudioInputError` whose
-`reason` is one of `REASONS`, so a server can answer 4xx and a batch can report the file and go on.
+paper does (`s2f.audio.fit_to_clip`, the policy evaluation's short-clip metric uses too). Inputs that cannot be a
+voice clip are refused with an `AudioInputError` whose `reason` is one of `REASONS`, so a server can answer 4xx and a
+batch can report the file and go on. A request is untrusted: its memory is bounded by its 16 kHz mono clip plus one
+decoding block, whatever channels and sample rate its header claims (`decode_audio`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import numpy as np
 import soundfile as sf
 import torch
 from PIL import Image
-from scipy.signal import resample_poly
+from scipy.signal import firwin, upfirdn
 
-from s2f.audio import SAMPLE_RATE, repeat_to_length
+from s2f.audio import SAMPLE_RATE, fit_to_clip
 from s2f.io.checkpoints import load_model
 from s2f.models.face_decoder import FaceDecoder
 from s2f.models.voice_encoder import VoiceEncoder
@@ -31,8 +33,11 @@ from s2f.models.voice_encoder import VoiceEncoder
 MAX_SECONDS = 30.0     # a request longer than this is refused: the encoder only looks at 6 s anyway
 MIN_SECONDS = 1.0      # as preprocess (params.yaml preprocess.min_seconds): less is too little voice to repeat
 MAX_BYTES = 64 << 20   # refused before decoding: 30 s of even 96 kHz stereo float32 is 23 MiB
+MAX_RATE = 192_000     # the highest studio rate; a voice needs 16 kHz, and the resampling filter is sized for audio
+MAX_SAMPLES_PER_SECOND = 1_536_000  # channels × rate (8 × 192 kHz, 32 × 48 kHz): caps the decoding work
+BLOCK_SAMPLES = 1 << 18  # samples (all channels) decoded at a time: 1 MiB of float32 whatever the file's shape
 CLIP_SECONDS = 6.0     # what the encoder was trained on
-REASONS = ("not_audio", "empty", "too_long", "too_short")
+REASONS = ("not_audio", "empty", "too_long", "too_short", "too_large")
 
 
 class AudioInputError(ValueError):
@@ -47,43 +52,139 @@ def decode_audio(data: bytes, name: str = "input", max_seconds: float = MAX_SECO
                  min_seconds: float = MIN_SECONDS) -> np.ndarray:
     """Any file libsndfile reads (WAV, FLAC, OGG/Opus, MP3, AIFF, ...), any rate and channels → float32 mono 16 kHz.
 
-    The length is checked from the header before the samples are decoded, and the read is bounded as well, so a
-    header that lies about its length cannot make us decode more than `max_seconds`.
+    Why this shape: a request is untrusted, and a few KB of compressed silence can claim 255 channels or a 655 kHz
+    rate. So the header is checked first (length, rate, channels × rate), nothing is decoded for a file that fails,
+    and the samples are then decoded a block at a time, mixed to mono and resampled as they come: one request holds
+    its 16 kHz mono clip plus one block, whatever the file's channels and rate. The read stops after `max_seconds`
+    as well, so a header that lies about its length cannot make us decode more.
     """
     if not data:
         raise AudioInputError(name, "empty", "0 bytes")
     if len(data) > MAX_BYTES:
-        raise AudioInputError(name, "too_long", f"{len(data) / 2**20:.0f} MiB > {MAX_BYTES / 2**20:.0f} MiB")
-    frames, rate, samples = _read_bounded(data, name, max_seconds)
-    if frames > max_seconds * rate or len(samples) > max_seconds * rate:
-        raise AudioInputError(name, "too_long", f"{max(frames, len(samples)) / rate:.1f} s > {max_seconds:g} s")
-    if len(samples) == 0:
-        raise AudioInputError(name, "empty", "no samples")
-    if len(samples) < min_seconds * rate:
-        raise AudioInputError(name, "too_short", f"{len(samples) / rate:.2f} s < {min_seconds:g} s")
-    mono = np.nan_to_num(samples.mean(axis=1), nan=0.0, posinf=1.0, neginf=-1.0)
-    return np.clip(resample(mono, rate), -1.0, 1.0).astype(np.float32)
+        raise AudioInputError(name, "too_large", f"{len(data) / 2**20:.0f} MiB > {MAX_BYTES / 2**20:.0f} MiB")
+    with _sound_file(data, name) as f:
+        rate = f.samplerate
+        check_header(name, f.frames, rate, f.channels, max_seconds)
+        wave, frames = _read_mono_16k(f, name, max_seconds)
+    check_length(name, frames, rate, max_seconds, min_seconds)
+    return np.clip(wave, -1.0, 1.0, out=wave)
 
 
-def _read_bounded(data: bytes, name: str, max_seconds: float) -> tuple[int, int, np.ndarray]:
-    """(frames the header claims, sample rate, at most max_seconds + 1 sample of (L, channels) float32)."""
+_DECODE_ERRORS = (sf.SoundFileError, RuntimeError, ValueError, TypeError)   # what libsndfile raises on bad bytes
+
+
+def _not_audio(name: str, err: Exception) -> AudioInputError:
+    return AudioInputError(name, "not_audio", getattr(err, "error_string", None) or str(err)[:200])
+
+
+def _sound_file(data: bytes, name: str) -> sf.SoundFile:
+    """The bytes opened by libsndfile (header only); bytes it cannot read are `not_audio`."""
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
-            if f.frames > max_seconds * f.samplerate:   # the header alone says it is too long: decode nothing
-                return f.frames, f.samplerate, np.zeros((0, 1), np.float32)
-            samples = f.read(int(max_seconds * f.samplerate) + 1, dtype="float32", always_2d=True)
-            return f.frames, f.samplerate, samples
-    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as err:
-        raise AudioInputError(name, "not_audio", getattr(err, "error_string", None) or str(err)[:200]) from None
+        return sf.SoundFile(io.BytesIO(data))
+    except _DECODE_ERRORS as err:
+        raise _not_audio(name, err) from None
+
+
+def check_header(name: str, frames: int, rate: int, channels: int, max_seconds: float) -> None:
+    """Refuse, before any sample is decoded, a file whose header alone says it is too long or too much work."""
+    if rate > MAX_RATE:
+        raise AudioInputError(name, "too_large", f"sample rate {rate} Hz > {MAX_RATE} Hz")
+    if channels * rate > MAX_SAMPLES_PER_SECOND:
+        raise AudioInputError(name, "too_large", f"{channels} channels × {rate} Hz = {channels * rate} samples/s "
+                                                 f"> {MAX_SAMPLES_PER_SECOND}")
+    if frames > max_seconds * rate:
+        raise AudioInputError(name, "too_long", f"{frames / rate:.1f} s > {max_seconds:g} s")
+
+
+def check_length(name: str, frames: int, rate: int, max_seconds: float, min_seconds: float) -> None:
+    """Refuse what was actually decoded (`frames` at `rate`) when it is empty, too long or too short."""
+    if frames > max_seconds * rate:
+        raise AudioInputError(name, "too_long", f"{frames / rate:.1f} s > {max_seconds:g} s")
+    if frames == 0:
+        raise AudioInputError(name, "empty", "no samples")
+    if frames < min_seconds * rate:
+        raise AudioInputError(name, "too_short", f"{frames / rate:.2f} s < {min_seconds:g} s")
+
+
+def _read_mono_16k(f: sf.SoundFile, name: str, max_seconds: float) -> tuple[np.ndarray, int]:
+    """(16 kHz mono float32 of at most max_seconds + 1 frame of `f`, frames read), a block of frames at a time.
+    Samples libsndfile cannot decode past a valid header are `not_audio`."""
+    limit = int(max_seconds * f.samplerate) + 1
+    block = np.empty((max(1, BLOCK_SAMPLES // f.channels), f.channels), np.float32)
+    stream, frames = Resampler(f.samplerate), 0
+    while frames < limit:
+        try:
+            got = f.read(min(len(block), limit - frames), dtype="float32", always_2d=True, out=block)
+        except _DECODE_ERRORS as err:
+            raise _not_audio(name, err) from None
+        if len(got) == 0:
+            break
+        frames += len(got)
+        stream.push(np.nan_to_num(got.mean(axis=1), nan=0.0, posinf=1.0, neginf=-1.0))
+    return stream.finish(), frames
+
+
+class Resampler:
+    """`scipy.signal.resample_poly` to 16 kHz (anti-aliased polyphase, its own filter), fed a block at a time.
+
+    Why not resample_poly itself: it needs the whole signal at the input rate (30 s at 192 kHz is 23 MB, more as its
+    float64 intermediates) where the 16 kHz result is 1.9 MB. This gives the same numbers while holding only the
+    output and the filter's span of input. The ratio is exact for every common rate (44.1 kHz → 160/441); an odd
+    rate is approximated within 0.1 % so the filter stays small.
+    """
+
+    def __init__(self, rate: int):
+        ratio = Fraction(SAMPLE_RATE, rate).limit_denominator(1000)
+        self.up, self.down = ratio.numerator, ratio.denominator
+        self.h, self.skip = _filter(self.up, self.down) if self.up != self.down else (None, 0)
+        self.kept = np.zeros(0, np.float32)            # input from index `start` (a multiple of `down`) on
+        self.start = self.fed = self.made = 0          # first kept input, inputs fed, outputs made (global indices)
+        self.out: list[np.ndarray] = []
+
+    def push(self, block: np.ndarray) -> None:
+        """Take the next input samples; make every output they complete."""
+        block = np.asarray(block, np.float32)
+        if self.h is None or len(block) == 0:
+            self.out.append(block.copy())
+            self.fed += len(block)
+            return
+        kept = np.concatenate([self.kept, block])
+        self.fed += len(block)
+        end = -(-self.fed * self.up // self.down)      # outputs whose inputs are all in: k · down < fed · up
+        first = self.start * self.up // self.down      # the global output index of upfirdn(kept)[0]
+        self.out.append(upfirdn(self.h, kept, self.up, self.down)[self.made - first:end - first])
+        self.made = end
+        oldest = max(0, (end * self.down - len(self.h)) // self.up) // self.down * self.down  # still needed later
+        self.kept, self.start = kept[oldest - self.start:].copy(), oldest   # a copy frees the block
+
+    def finish(self) -> np.ndarray:
+        """The whole 16 kHz signal: as long as resample_poly's, the filter's tail flushed with zeros."""
+        if self.h is None:
+            return np.concatenate([np.zeros(0, np.float32), *self.out])
+        n_in = self.fed
+        n_out = -(-n_in * self.up // self.down)
+        needed = -(-(self.skip + n_out) * self.down // self.up) - n_in   # zeros that complete the last outputs
+        if n_in:
+            self.push(np.zeros(max(0, needed), np.float32))
+        y = np.concatenate([np.zeros(0, np.float32), *self.out])[self.skip:self.skip + n_out]
+        self.out = []
+        return y
+
+
+def _filter(up: int, down: int) -> tuple[np.ndarray, int]:
+    """resample_poly's float32 low-pass filter (zero-padded in front to centre the outputs) and the number of
+    outputs it drops for the filter's delay, built as scipy builds them so the two agree to the last bit."""
+    half = 10 * max(up, down)
+    pre_pad = down - half % down
+    taps = firwin(2 * half + 1, 1.0 / max(up, down), window=("kaiser", 5.0)).astype(np.float32)
+    return np.concatenate([np.zeros(pre_pad, np.float32), taps * up]), (half + pre_pad) // down
 
 
 def resample(wave: np.ndarray, rate: int) -> np.ndarray:
-    """Polyphase resampling to 16 kHz (anti-aliased). The ratio is exact for every common rate (44.1 kHz → 160/441);
-    an odd rate is approximated within 0.1 % so the filter stays small."""
-    if rate == SAMPLE_RATE:
-        return wave
-    ratio = Fraction(SAMPLE_RATE, rate).limit_denominator(1000)
-    return resample_poly(wave, ratio.numerator, ratio.denominator).astype(np.float32)
+    """A whole waveform at `rate` → 16 kHz float32 (`Resampler` in one go; `resample_poly`'s result)."""
+    stream = Resampler(rate)
+    stream.push(wave)
+    return stream.finish()
 
 
 def default_device() -> torch.device:
@@ -97,8 +198,7 @@ def encode(encoder: VoiceEncoder, waves: Sequence[np.ndarray], seconds: float = 
     if len(waves) == 0:
         return np.zeros((0, encoder.config.out_dim), np.float32)
     device = next(encoder.parameters()).device
-    length = int(seconds * SAMPLE_RATE)
-    clips = np.stack([repeat_to_length(np.asarray(w, np.float32), length) for w in waves])  # (N, L)
+    clips = np.stack([fit_to_clip(np.asarray(w, np.float32), seconds) for w in waves])  # (N, L)
     out = [encoder(torch.from_numpy(clips[i:i + batch_size]).to(device)).float().cpu()
            for i in range(0, len(clips), batch_size)]
     return torch.cat(out).numpy()

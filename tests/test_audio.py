@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2f.audio import num_frames, repeat_to_length, spectrogram
+from s2f.audio import fit_to_clip, num_frames, repeat_to_length, spectrogram
 
 
 def numpy_speech2face_spectrogram(wave: np.ndarray) -> np.ndarray:
@@ -45,3 +45,10 @@ def test_repeat_to_length_tiles_short_clips():
     assert out.tolist() == [1, 2, 3, 1, 2, 3, 1]
     with pytest.raises(ValueError, match="empty"):
         repeat_to_length(np.array([], np.int16), 5)
+
+
+def test_fit_to_clip_repeats_a_short_clip_and_cuts_a_long_one_to_the_seconds_asked():
+    short = np.array([1, 2, 3], np.int16)
+    np.testing.assert_array_equal(fit_to_clip(short, 3.5, sample_rate=2), [1, 2, 3, 1, 2, 3, 1])
+    np.testing.assert_array_equal(fit_to_clip(np.arange(20.0), 1.5, sample_rate=4), np.arange(6.0))
+    assert len(fit_to_clip(np.ones(3 * 16_000, np.float32), 6.0)) == 6 * 16_000

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s2f.config import PromoteParams
 from s2f.dataset import SplitData
 from s2f.evaluation import (GRID_TITLES, decode_images, evaluate_paper, face_grid, fit_logistic, flatten_metrics,
                             gender_labels, paper_face_grid)
@@ -73,13 +74,13 @@ def test_report_has_every_section_and_says_why_gender_is_missing(real_face):
     report = evaluate_paper(pred_3s, pred_6s, test, train, StretchDecoder(real_face), ks=[1, 2, 5, 10], gallery_size=5)
     assert set(report) == {"features", "retrieval", "gender", "craniofacial"}
     assert report["gender"]["labelled"] == 0 and "no gender labels" in report["gender"]["reason"]
-    for length in ("3s", "6s"):
+    for length in ("3s_repeated", "6s"):
         assert set(report["features"][length]) == {"cosine_mean", "l1_mean", "l2_mean"}
         retrieval = report["retrieval"][length]
         assert retrieval["gallery_size"] == 5 and retrieval["queries"] == 24 and retrieval["speakers"] == 8
         assert retrieval["chance_at_1"] == 0.2 and "recall_at_10" not in retrieval  # K above the gallery: left out
-    assert report["retrieval"]["6s"]["recall_at_1"] > 0.9 > report["retrieval"]["3s"]["recall_at_1"]
-    assert report["features"]["6s"]["cosine_mean"] > report["features"]["3s"]["cosine_mean"]
+    assert report["retrieval"]["6s"]["recall_at_1"] > 0.9 > report["retrieval"]["3s_repeated"]["recall_at_1"]
+    assert report["features"]["6s"]["cosine_mean"] > report["features"]["3s_repeated"]["cosine_mean"]
     json.dumps(report, allow_nan=False)  # valid JSON: numbers, strings and nulls only
 
 
@@ -93,7 +94,7 @@ def test_gender_agreement_is_high_for_good_predictions_and_chance_for_noise(real
     gender = evaluate_paper(pred_3s, pred_6s, test, train, None, ks=[1])["gender"]
     assert gender["labelled"] == 19
     assert gender["ceiling"] == 1.0 and gender["agreement_6s"] >= 0.9
-    assert gender["agreement_3s"] < 0.85 and gender["majority"] == pytest.approx(10 / 19)
+    assert gender["agreement_3s_repeated"] < 0.85 and gender["majority"] == pytest.approx(10 / 19)
 
 
 def test_gender_with_one_class_in_train_gives_a_reason(real_face):
@@ -142,7 +143,7 @@ def test_no_decoder_skips_craniofacial_with_a_reason(real_face):
 
 def test_predictions_must_match_the_test_split(real_face):
     test = _split(3, 2, 0, real_face, None)
-    with pytest.raises(ValueError, match="pred_3s"):
+    with pytest.raises(ValueError, match="pred_short has shape"):
         evaluate_paper(test.embedding[:2], test.embedding, test, test, None, ks=[1])
 
 
@@ -164,3 +165,45 @@ def test_face_grid_has_a_column_per_source_and_a_row_per_speaker(real_face):
     assert decoded.shape == (2, 64, 64, 3) and decoded.dtype == np.uint8
     with pytest.raises(ValueError, match="titles"):
         face_grid(test.face[:2], [decoded], GRID_TITLES)
+
+
+def test_the_short_clip_metric_feeds_the_encoder_what_serving_feeds_it(tmp_path):
+    """Evaluation's 3 s numbers must describe the served model: the same 3 s of audio, evaluated or POSTed as a file,
+    reach the encoder as the same samples (the 3 s repeated to the 6 s clip), so they give the same feature."""
+    from s2f.audio import SAMPLE_RATE
+    from s2f.evaluation import predict_short
+    from s2f.inference import Speech2Face, decode_audio
+    from tests.serving import audio_bytes, tiny_models
+
+    model = Speech2Face.from_files(*tiny_models(tmp_path), device="cpu")
+    clips = (np.random.default_rng(0).standard_normal((2, 6 * SAMPLE_RATE)) * 3000).astype(np.int16)
+    seen: list[np.ndarray] = []
+    hook = model.encoder.register_forward_hook(lambda mod, args, out: seen.append(args[0].numpy().copy()))
+    try:
+        evaluated = predict_short(model.encoder, clips, short_seconds=3.0)
+        served = [model.feature(decode_audio(audio_bytes(c[:3 * SAMPLE_RATE], SAMPLE_RATE), "3s.wav")) for c in clips]
+    finally:
+        hook.remove()
+    evaluation_input, serving_inputs = seen[0], seen[1:]
+    for i in range(len(clips)):
+        assert evaluation_input[i].shape == serving_inputs[i][0].shape == (6 * SAMPLE_RATE,)
+        np.testing.assert_array_equal(evaluation_input[i], serving_inputs[i][0])
+        np.testing.assert_allclose(evaluated[i], served[i], atol=1e-5)
+
+
+def test_short_clips_are_the_first_seconds_repeated_to_the_clip_length():
+    from s2f.evaluation import short_clips
+
+    audio = np.arange(2 * 10, dtype=np.int16).reshape(2, 10)   # 10 samples per clip at a 2 Hz "rate": 5 s clips
+    np.testing.assert_array_equal(short_clips(audio, 1.5, sample_rate=2),
+                                  [[0, 1, 2, 0, 1, 2, 0, 1, 2, 0], [10, 11, 12, 10, 11, 12, 10, 11, 12, 10]])
+    np.testing.assert_array_equal(short_clips(audio, 9.0, sample_rate=2), audio)   # longer than the clip: unchanged
+
+
+def test_the_short_key_names_its_length_and_policy_and_6s_stays_for_promotion(real_face):
+    test = _split(3, 2, 0, real_face, ["m", "f", "m"])
+    report = evaluate_paper(test.embedding, test.embedding, test, test, None, ks=[1], short_seconds=2.5)
+    assert set(report["retrieval"]) == set(report["features"]) == {"2.5s_repeated", "6s"}
+    assert "agreement_2.5s_repeated" in report["gender"]
+    flat = flatten_metrics(report)
+    assert PromoteParams.model_fields["metric"].default in flat and "retrieval.2.5s_repeated.recall_at_1" in flat

@@ -82,6 +82,14 @@ def test_bad_audio_is_refused_with_its_reason(data, reason):
     assert err.value.reason == reason and isinstance(err.value, ValueError)
 
 
+def test_more_bytes_than_any_clip_needs_are_refused_unread():
+    from s2f.inference import MAX_BYTES
+
+    with pytest.raises(AudioInputError, match=r"big.wav: too_large \(65 MiB > 64 MiB\)") as err:
+        decode_audio(bytes(MAX_BYTES + (1 << 20)), "big.wav")
+    assert err.value.reason == "too_large"
+
+
 def test_length_comes_from_the_header_before_decoding(monkeypatch):
     """A long file is refused from its header: not one sample is read."""
     import soundfile as sf
@@ -145,3 +153,15 @@ def test_mismatched_models_are_refused(tmp_path):
                tmp_path / "other.pt")
     with pytest.raises(ValueError, match="128-d features but the decoder takes 64-d"):
         Speech2Face(load_model(encoder_pt), load_model(tmp_path / "other.pt"))
+
+
+def test_every_refusal_reason_is_documented_in_serving_md():
+    """docs/serving.md's table of reasons is what clients code against: exactly `REASONS`, no more, no fewer."""
+    import re
+    from pathlib import Path
+
+    from s2f.inference import REASONS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
+    table = doc[doc.index("| reason | when |"):].split("\n\n")[0]
+    assert set(re.findall(r"^\| `(\w+)` \|", table, re.M)) == set(REASONS)

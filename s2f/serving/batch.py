@@ -6,6 +6,7 @@ registry (`load_speech2face("models:/speech2face@champion")`) or from local weig
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,11 @@ import numpy as np
 from s2f.inference import MAX_BYTES, AudioInputError, Speech2Face, decode_audio, png_bytes
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au"}
+
+
+class OutputError(Exception):
+    """A PNG that could not be written: the destination's fault, not the clip's, so a batch stops (the next PNG
+    would fail the same way) with one line instead of a traceback."""
 
 
 def load_speech2face(model_uri: str) -> Speech2Face:
@@ -34,15 +40,38 @@ def read_voice(path: Path) -> np.ndarray:
     """An audio file → 16 kHz mono float32; an oversized file is refused before it is read."""
     size = path.stat().st_size
     if size > MAX_BYTES:
-        raise AudioInputError(path.name, "too_long", f"{size / 2**20:.0f} MiB file")
+        raise AudioInputError(path.name, "too_large", f"{size / 2**20:.0f} MiB file > {MAX_BYTES / 2**20:.0f} MiB")
     return decode_audio(path.read_bytes(), path.name)
 
 
+def output_problem(out: Path, folder: bool) -> str | None:
+    """Why `out` cannot be written — a PNG, or with `folder` a folder of them — or None when it can.
+
+    Why before the work: loading a model and running every clip only to fail on the first write wastes the run and
+    ends in a traceback. This only looks (nothing is created): the nearest existing folder on the way must be a
+    folder we may write into; the folders below it are made when the first PNG is written.
+    """
+    out = Path(out)
+    if out.is_dir() != folder and out.exists():
+        return f"{out} is a file, not a folder" if folder else f"{out} is a folder"
+    existing = out if folder else out.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    if out.is_file():   # overwritten in place: only the file's own permission matters
+        return None if os.access(out, os.W_OK) else f"{out} is not writable"
+    return None if os.access(existing, os.W_OK | os.X_OK) else f"{existing} is not writable"
+
+
 def infer_file(model: Speech2Face, voice: Path, out: Path) -> Path:
-    """One clip → one PNG at `out` (its folder is created)."""
+    """One clip → one PNG at `out` (its folder is created); `OutputError` if it cannot be written."""
     image = model.face(read_voice(voice))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(png_bytes(image))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(png_bytes(image))
+    except OSError as err:
+        raise OutputError(f"cannot write {out}: {err.strerror or err}") from err
     return out
 
 
@@ -50,7 +79,7 @@ def infer_folder(model: Speech2Face, folder: Path, out: Path) -> dict:
     """Every audio file directly in `folder` (by suffix, sorted) → `out/<stem>.png`.
 
     Returns {"total", "written", "failed": [{"file", "reason", "message"}], "outputs": [png paths]}; failures are
-    AudioInputError reasons (not_audio, empty, too_long, too_short). Two files with one stem (a.wav, a.flac) keep
+    AudioInputError reasons (`s2f.inference.REASONS`). Two files with one stem (a.wav, a.flac) keep
     their suffix in the PNG name (a.flac.png) rather than overwrite each other.
     """
     voices = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)

@@ -1,5 +1,8 @@
 """evaluate: voice → face on held-out speakers, the paper's way, for 3 s and 6 s of voice.
 
+The 3 s numbers (`evaluate.short_seconds`) are the first 3 s of each clip repeated to 6 s, as serving does with a
+3 s request (`s2f.audio.fit_to_clip`); their key in the report says so: `3s_repeated`.
+
 Reads the `evaluate` section (and `preprocess.crop_margin`, which places the face in a decoded crop). Reports
 feature cosine / L1 / L2, retrieval R@K over galleries of up to 100 identities with chance, gender agreement where
 the corpus has labels, craniofacial measurements (Pearson r, dlib landmarks of faces decoded from voice against
@@ -11,12 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from s2f.config import EvaluateParams, PreprocessParams
+from s2f.audio import SAMPLE_RATE
+from s2f.config import EvaluateParams, PreprocessParams, clip_length_problem
 from s2f.dataset import load_split
-from s2f.evaluation import evaluate_paper, flatten_metrics, paper_face_grid
+from s2f.evaluation import evaluate_paper, flatten_metrics, paper_face_grid, predict_short, short_key
 from s2f.io.checkpoints import load_model
 from s2f.io.tracking import stage_run
-from s2f.stages.common import load_params, stage_parser, write_json
+from s2f.stages.common import load_params, run_stage, stage_parser, write_json
 from s2f.training.distributed import setup_runtime
 from s2f.training.encoder import predict_features
 
@@ -33,27 +37,29 @@ def main(argv: list[str] | None = None) -> None:
     params: EvaluateParams = load_params("evaluate", args.params)
     crop: PreprocessParams = load_params("preprocess", args.params)
     test = load_split(args.pre, args.features, "test", audio=True, faces=True)
+    if problem := clip_length_problem("evaluate.short_seconds", params.short_seconds,
+                                      test.audio.shape[1] / SAMPLE_RATE, args.params, equal_ok=False):
+        raise SystemExit(f"error: {problem}")
     train = load_split(args.pre, args.features, "train", audio=False)
     dev = setup_runtime().device
     encoder, decoder = load_model(args.encoder, dev), load_model(args.decoder, dev)
-    pred_short = predict_features(encoder, test.audio, seconds=params.short_seconds)
+    pred_short = predict_short(encoder, test.audio, params.short_seconds)
     pred_full = predict_features(encoder, test.audio)
     report = evaluate_paper(pred_short, pred_full, test, train, decoder, params.ks, params.gallery_size, params.seed,
-                            params.craniofacial_max, crop.crop_margin)
+                            params.craniofacial_max, crop.crop_margin, params.short_seconds)
     grid = paper_face_grid(test, pred_short, pred_full, decoder, params.grid_speakers)
     args.grid.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.grid)
     write_json(args.metrics, report)
-    import mlflow
-
-    with stage_run("evaluate", params.model_dump()):
-        mlflow.log_metrics(flatten_metrics(report))
-        mlflow.log_artifact(str(args.grid))
-        mlflow.log_artifact(str(args.metrics))
+    with stage_run("evaluate", params.model_dump()) as run:  # guarded: a tracker outage costs a warning, not the stage
+        run.log_metrics(flatten_metrics(report))
+        run.log_artifact(args.grid)
+        run.log_artifact(args.metrics)
     six = report["retrieval"]["6s"]
     shown = {k: round(v, 3) for k, v in six.items() if k.startswith(("recall", "chance", "gallery"))}
-    print(f"evaluate (6 s): {shown}; 3 s R@1 {report['retrieval']['3s'].get('recall_at_1', float('nan')):.3f}")
+    short = short_key(params.short_seconds)
+    print(f"evaluate (6 s): {shown}; {short} R@1 {report['retrieval'][short].get('recall_at_1', float('nan')):.3f}")
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

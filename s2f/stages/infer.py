@@ -3,9 +3,10 @@ in a folder (OUTDIR/<stem>.png).
 
 The model is the registry's champion (`models:/speech2face@champion` in the MLflow store of MLFLOW_TRACKING_URI,
 default ./mlruns.db) unless --model-uri names another, or --encoder/--decoder give local weight files (X.pt beside
-X.json). Audio: WAV, FLAC, OGG/Opus or MP3, any sample rate, mono or stereo, 1 to 30 s; each clip is repeated or cut to
-the 6 s the encoder was trained on. In a folder, a bad file is reported with its reason and skipped; the exit status
-is 1 if any file failed.
+X.json). Audio: WAV, FLAC, OGG/Opus or MP3, up to 192 kHz, mono or multi-channel, 1 to 30 s; each clip is repeated or
+cut to the 6 s the encoder was trained on. In a folder, a bad file is reported with its reason and skipped; the exit status
+is 1 if any file failed. An output that cannot be written (-o under a file, a PNG over a folder) is refused in one
+line before any model is loaded.
 """
 
 from __future__ import annotations
@@ -59,10 +60,23 @@ def load(args: argparse.Namespace) -> Speech2Face:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
+    from s2f.serving.batch import OutputError, output_problem
+
+    problem = output_problem(args.output, folder=not args.input.is_file())
+    if problem:
+        raise SystemExit(f"infer: cannot write {args.output}: {problem}")
+    model = load(args)
+    try:
+        run(args, model)
+    except OutputError as err:   # the destination failed during the run (a full disk): still one line
+        raise SystemExit(f"infer: {err}") from None
+
+
+def run(args: argparse.Namespace, model: Speech2Face) -> None:
+    """One file → one PNG, or a folder → a folder of PNGs with a summary; exit status 1 if any clip failed."""
     from s2f.inference import AudioInputError
     from s2f.serving.batch import infer_file, infer_folder
 
-    model = load(args)
     if args.input.is_file():
         try:
             print(f"infer: wrote {infer_file(model, args.input, args.output)}")

@@ -3,18 +3,20 @@
 Reads the `train_encoder` section (the architecture is a preset, `s2f model-summary --preset NAME`, plus
 overrides). The loss is the paper's: decoder-feature L1, normalized L2 and distillation through the identity head
 the features stage wrote. Writes the model (weights + JSON config), a metrics JSON and a per-epoch curve of every
-loss term; logs them to MLflow. Resumes from its checkpoint when killed; under `torchrun` it trains with DDP.
+loss term; logs them to MLflow (the outputs are written even when the tracker goes away mid-run: see
+`s2f.io.tracking`). Resumes from its checkpoint when killed; under `torchrun` it trains with DDP.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from s2f.config import TrainEncoderParams
+from s2f.audio import SAMPLE_RATE
+from s2f.config import TrainEncoderParams, clip_length_problem
 from s2f.dataset import load_split
 from s2f.io.checkpoints import load_identity_head, load_model, save_model
-from s2f.io.tracking import EpochCurve, log_model_files, main_process_run
-from s2f.stages.common import load_params, stage_parser, write_curve, write_json
+from s2f.io.tracking import EpochCurve, main_process_run
+from s2f.stages.common import load_params, run_stage, stage_parser, write_curve, write_json
 from s2f.training.distributed import setup_runtime, teardown_runtime
 from s2f.training.encoder import train_encoder
 
@@ -32,16 +34,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params: TrainEncoderParams = load_params("train_encoder", args.params)
     runtime = setup_runtime()
-    data = load_split(args.pre, args.features, "train", audio=True)
-    decoder = load_model(args.decoder)
-    head = load_identity_head(args.features / "identity_head.pt") if params.loss.distill > 0 else None
-    curve = EpochCurve()
-    with main_process_run("train_encoder", params.model_dump(), runtime.is_main):
+    # the run opens first: a tracker that does not answer ends the stage before the data is loaded
+    with main_process_run("train_encoder", params.model_dump(), runtime.is_main) as run:
+        data = load_split(args.pre, args.features, "train", audio=True)
+        if problem := clip_length_problem("train_encoder.crop_seconds", params.crop_seconds,
+                                          data.audio.shape[1] / SAMPLE_RATE, args.params):
+            raise SystemExit(f"error: {problem}")
+        decoder = load_model(args.decoder)
+        head = load_identity_head(args.features / "identity_head.pt") if params.loss.distill > 0 else None
+        curve = EpochCurve(run)
         model = train_encoder(data.audio, data.embedding, decoder.first, head, params, runtime, curve,
                               args.checkpoint)
-        if runtime.is_main:
+        if run is not None:  # the main process
             save_model(model, args.model, {"trained_on_samples": len(data.audio), "preset": params.model.preset})
-            log_model_files(args.model)
+            run.log_model_files(args.model)
     teardown_runtime(runtime)
     if not runtime.is_main:
         return
@@ -51,4 +57,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

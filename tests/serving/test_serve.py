@@ -132,6 +132,8 @@ def test_served_champion_draws_a_face_for_a_real_voice(server, registry):
     (b64encode(audio_bytes(np.zeros(0, np.float32), 16_000)), "empty"),
     (b64encode(audio_bytes(tone(31.0, 8_000), 8_000)), "too_long"),
     (b64encode(audio_bytes(tone(0.4, 16_000), 16_000)), "too_short"),
+    # 2 s of 8 silent channels at 655 kHz: 10 KB on the wire, 42 MB as float32 if it were decoded
+    (b64encode(audio_bytes(np.zeros((2 * 655_000, 8), np.float32), 655_000, "FLAC")), "too_large"),
 ])
 def test_bad_audio_is_a_400_naming_its_reason(server, audio, reason):
     good = b64encode(audio_bytes(tone(1.5, 16_000), 16_000))
