@@ -16,6 +16,14 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+RELIABILITY = Path(__file__).resolve().parent / "reliability"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything under tests/reliability/ is part of the reliability suite (`pytest -m reliability`)."""
+    for item in items:
+        if RELIABILITY in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.reliability)
 
 
 @pytest.fixture(scope="session")

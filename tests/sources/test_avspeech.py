@@ -171,6 +171,7 @@ def test_unreachable_host_ends_with_a_summary_and_waits_before_retrying(tmp_path
     assert {r["attempts"] for r in ledger_rows(out).values()} == {4}
 
 
+@pytest.mark.reliability
 def test_run_stops_early_when_the_service_is_down(tmp_path: Path, closed_port: int) -> None:
     ids = ["Ab3_-xYz01" + c for c in "abcde"]
     csv = write_csv(tmp_path / "av.csv", [f"{i},1,4,0.5,0.5" for i in ids])
@@ -270,6 +271,7 @@ def test_downloads_only_the_segment_and_never_twice(tmp_path: Path, server: Serv
     assert json.loads((out / "fetch_summary.json").read_text())["skipped_done"] == 1
 
 
+@pytest.mark.reliability
 def test_download_stage_keeps_its_ledger_outside_the_dvc_output(tmp_path: Path, server: Server) -> None:
     """DVC deletes `data/raw` before rerunning `download`; the ledger in the work folder still prevents a refetch."""
     import yaml

@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.tiny_repo import make_tiny_repo, run
+from tests.tiny_repo import make_tiny_repo, run, tool_env
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     repo = make_tiny_repo(tmp_path_factory.mktemp("s2f-repo"))
     run([sys.executable, "-m", "dvc", "repro"], repo)
+    (repo.parent / "first-dvc.lock").write_text((repo / "dvc.lock").read_text())  # before later tests change params
     return repo
+
+
+@pytest.mark.slow
+@pytest.mark.reliability
+def test_a_second_clone_reproduces_dvc_lock_byte_for_byte(repo, tmp_path):
+    """Lineage is reproducible: nothing random or time-stamped inside an output, so another clone with its own
+    DVC cache and MLflow store gets the same hash for every data output and model (same machine, same CPU)."""
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    run([sys.executable, "-m", "dvc", "repro"], clone)
+    first = yaml.safe_load((repo.parent / "first-dvc.lock").read_text())["stages"]
+    second = yaml.safe_load((clone / "dvc.lock").read_text())["stages"]
+    differing = [f"{stage}: {out['path']}" for stage in first for out, other in
+                 zip(first[stage].get("outs", []), second[stage].get("outs", [])) if out != other]
+    assert not differing, f"outputs hashed differently in two clones: {differing}"
+    assert (clone / "dvc.lock").read_text() == (repo.parent / "first-dvc.lock").read_text()
 
 
 def test_repro_runs_every_stage_and_writes_the_reports(repo):
     report = json.loads((repo / "reports/metrics.json").read_text())
-    for seconds in ("3s", "6s"):
+    for seconds in ("3s_repeated", "6s"):
         retrieval, features = report["retrieval"][seconds], report["features"][seconds]
         assert retrieval["gallery_size"] == 3  # 6 speakers, half held out: fewer than 100, so all of them
         assert retrieval["chance_at_1"] == pytest.approx(1 / 3)
@@ -62,12 +80,15 @@ def test_register_makes_tagged_challengers_of_all_three_models(repo):
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     features_md5 = next(o["md5"] for o in lock["features"]["outs"] if o["path"] == "data/features")
     recall = json.loads((repo / "reports/metrics.json").read_text())["retrieval"]["6s"]["recall_at_1"]
-    written = json.loads((repo / "reports/registry.json").read_text())["versions"]
+    written = json.loads((repo / "reports/registry_versions.json").read_text())["versions"]
+    lineage = json.loads((repo / "reports/registry.json").read_text())  # the DVC output: content, no versions
+    assert set(lineage) == {"model.sha256", "dvc.data.features", "dvc.data.preprocess", "dvc.data.download"}
     for name in ("speech2face", "s2f-voice-encoder", "s2f-face-decoder"):
         version = client.get_model_version_by_alias(name, "challenger")
         assert str(version.version) == written[name] == "1"
         assert version.tags["git_commit"] == commit
         assert version.tags["dvc.data.features"] == features_md5
+        assert version.tags["model.sha256"] == lineage["model.sha256"]
         assert float(version.tags["metric.retrieval.6s.recall_at_1"]) == pytest.approx(recall)
     composite = client.get_model_version("speech2face", "1")
     assert composite.tags["component.s2f-voice-encoder"] == "1" and composite.tags["component.s2f-face-decoder"] == "1"
@@ -79,6 +100,15 @@ def test_second_repro_runs_nothing(repo):
     assert "up to date" in out
 
 
+@pytest.mark.reliability
+def test_forced_download_of_unchanged_media_reruns_nothing_downstream(repo):
+    """The demo corpus and its manifest verdict are byte-identical when made again, so DVC sees no change."""
+    out = run([sys.executable, "-m", "dvc", "repro", "-f", "download"], repo).stdout
+    assert "Running stage 'download'" in out
+    out = run([sys.executable, "-m", "dvc", "repro"], repo).stdout
+    assert "Running stage" not in out, out
+
+
 def test_params_change_reruns_only_downstream(repo):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["evaluate"]["grid_speakers"] = 1
@@ -86,3 +116,29 @@ def test_params_change_reruns_only_downstream(repo):
     out = run([sys.executable, "-m", "dvc", "repro"], repo).stdout
     assert "Running stage 'evaluate'" in out
     assert "Running stage 'train_encoder'" not in out and "Running stage 'download'" not in out
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("stage, key, value", [("train_encoder", "crop_seconds", 7.0),
+                                               ("evaluate", "short_seconds", 100.0)])
+def test_a_length_longer_than_the_clips_is_refused_naming_the_key(repo, tmp_path, stage, key, value):
+    """The clip length is another stage's param, so the stage checks it against the shards before any work."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params[stage][key] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run([sys.executable, "-m", f"s2f.stages.{stage}", "--params", str(tmp_path / "params.yaml")],
+                          cwd=repo, capture_output=True, text=True, timeout=300, env=tool_env())
+    assert proc.returncode != 0
+    assert f"{stage}.{key} = {value:g}" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.reliability
+def test_a_garbage_model_file_ends_a_stage_run_by_dvc_with_one_line(repo, tmp_path):
+    bad = tmp_path / "voice_encoder.pt"
+    bad.write_bytes(b"\x80\x02not a checkpoint" * 4)
+    (tmp_path / "voice_encoder.json").write_text((repo / "models/voice_encoder.json").read_text())  # config is fine
+    proc = subprocess.run([sys.executable, "-m", "s2f.stages.evaluate", "--encoder", str(bad),
+                           "--metrics", str(tmp_path / "m.json"), "--grid", str(tmp_path / "g.png")],
+                          cwd=repo, capture_output=True, text=True, timeout=300, env=tool_env())
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"error: {bad}:" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
