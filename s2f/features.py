@@ -17,9 +17,9 @@ import pandas as pd
 from s2f.config import FeaturesParams
 from s2f.faces.detect import FaceBox
 from s2f.faces.features import get_backend, landmarks_68
-from s2f.io.hashing import file_sha256
-from s2f.io.shards import (link_or_copy, move_to_quarantine, read_record, read_shard, work_key, write_record,
-                           write_shard, write_table)
+from s2f.io.hashing import HashCache, file_sha256
+from s2f.io.shards import (GX_DOCS, GX_RESULTS, link_or_copy, move_to_quarantine, read_record, read_shard,
+                           record_name, verdict_name, work_key, write_record, write_shard, write_table)
 from s2f.lineage import closure_hash
 from s2f.parallel import process_map
 from s2f.split import split_speakers
@@ -44,17 +44,6 @@ def _features_of(item: tuple[np.ndarray, np.ndarray], backend_name: str, options
     return get_backend(backend_name, **options).embed(crop, face_box), landmarks_68(crop, face_box)
 
 
-GX_RESULTS = "gx/results"  # GX's full results and Data Docs (run ids, timestamps): reports in WORK, not DVC outputs
-
-
-def _record_name(name: str) -> str:
-    return name.replace(".npz", ".done.json")
-
-
-def _verdict_name(name: str) -> str:
-    return f"validation/{Path(name).stem}.json"
-
-
 def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, workers: int,
                      work_dir: Path | None = None) -> pd.DataFrame:
     """Write `out_dir/features-*.npz` (sample_id, embedding, landmarks), their validation verdicts and
@@ -74,37 +63,37 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
     options = _weights_identity(backend_options(params))
     code = closure_hash(__name__)
     validator, failed, published = None, [], []
-    with process_map(workers) as pmap:
+    with process_map(workers) as pmap, HashCache(work_dir / "hashes.sqlite") as hashes:
         shards = sorted(manifest["shard"].unique())
         for n, shard in enumerate(shards, 1):
             name = shard.replace("shard-", "features-")
-            key = work_key({"shard": file_sha256(pre_dir / shard), "backend": params.backend, "options": options,
+            key = work_key({"shard": hashes.sha256(pre_dir / shard), "backend": params.backend, "options": options,
                             "code": code})
-            record = read_record(work_dir / _record_name(name), key, work_dir)
+            record = read_record(work_dir / record_name(name), key, work_dir, hashes)
             if record is None:
                 arrays = read_shard(pre_dir / shard, ["sample_id", "face", "face_box"])
                 results = pmap(work, list(zip(arrays["face"], arrays["face_box"])))
                 features = {"sample_id": arrays["sample_id"], "embedding": np.stack([r[0] for r in results]),
                             "landmarks": np.stack([r[1] for r in results])}
-                (work_dir / _record_name(name)).unlink(missing_ok=True)  # no old record may vouch for new content
+                (work_dir / record_name(name)).unlink(missing_ok=True)  # no old record may vouch for new content
                 write_shard(work_dir / name, features)
                 validator = validator or ShardValidator(ShardRules(embedding_dim=backend.dim,
                                                                    embedding_norm_range=backend.norm_range))
                 outcome = validator.validate_arrays("feature_shard", features, name)
-                write_verdict(outcome, work_dir / _verdict_name(name))
+                write_verdict(outcome, work_dir / verdict_name(name))
                 write_result(outcome, work_dir / GX_RESULTS / f"{Path(name).stem}.json")
                 kept = name
                 if not outcome.success:
                     move_to_quarantine(work_dir, name)
                     kept = f"quarantine/{name}"
                 record = {"success": outcome.success, "failures": outcome.failures}
-                write_record(work_dir / _record_name(name), key, record, work_dir, [kept, _verdict_name(name)])
+                write_record(work_dir / record_name(name), key, record, work_dir, [kept, verdict_name(name)])
                 print(f"features: {name} done ({n} of {len(shards)})", flush=True)
             if not record["success"]:
                 failed.append(shard)
             published.append((name, record["success"]))
     if validator is not None:
-        validator.build_data_docs(work_dir / "gx" / "docs")
+        validator.build_data_docs(work_dir / GX_DOCS)
     if work_dir != out_dir:
         _link_outputs(work_dir, out_dir, published)
     kept = manifest[~manifest["shard"].isin(failed)]
@@ -122,7 +111,7 @@ def _link_outputs(work_dir: Path, out_dir: Path, published: list[tuple[str, bool
     for name, success in published:
         shard = name if success else f"quarantine/{name}"
         link_or_copy(work_dir / shard, out_dir / shard)
-        link_or_copy(work_dir / _verdict_name(name), out_dir / _verdict_name(name))
+        link_or_copy(work_dir / verdict_name(name), out_dir / verdict_name(name))
 
 
 def write_identity_head(pre_dir: Path, out_dir: Path, params: FeaturesParams, backend) -> None:

@@ -27,8 +27,9 @@ from s2f.faces.detect import FaceBox, crop_face, detect_faces, face_at, is_ambig
 from s2f.io import media
 from s2f.parallel import process_imap
 from s2f.io.hashing import HashCache
-from s2f.io.shards import (link_or_copy, move_to_quarantine, quarantine_table, read_record, shard_index, shard_name,
-                           work_key, write_record, write_shard, write_table)
+from s2f.io.shards import (GX_DOCS, GX_RESULTS, link_or_copy, move_to_quarantine, quarantine_table, read_record,
+                           record_name, shard_index, shard_name, verdict_name, work_key, write_json_atomic,
+                           write_record, write_shard, write_table)
 from s2f.lineage import closure_hash
 
 
@@ -346,9 +347,7 @@ def _write_pending(work_dir: Path, pending: list[dict]) -> None:
     if not pending:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"pending": pending}, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, {"pending": pending})
 
 
 def finish_pending_uploads(work_dir: Path) -> list[dict]:
@@ -370,24 +369,7 @@ def finish_pending_uploads(work_dir: Path) -> list[dict]:
 
 
 def _mark_uploaded(record_path: Path, uri: str) -> None:
-    record = json.loads(record_path.read_text())
-    record["uploaded_to"] = uri
-    tmp = record_path.with_name(record_path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, record_path)
-
-
-def record_name(shard: str) -> str:
-    return shard.replace(".npz", ".done.json")
-
-
-def verdict_name(shard: str) -> str:
-    """Where a shard's deterministic validation verdict lives (in the work folder and, published, in the output)."""
-    return f"validation/{Path(shard).stem}.json"
-
-
-GX_RESULTS = "gx/results"  # GX's full results (run ids, timestamps): reports in the work folder, not DVC outputs
-GX_DOCS = "gx/docs"        # Data Docs, index.html
+    write_json_atomic(record_path, json.loads(record_path.read_text()) | {"uploaded_to": uri})
 
 
 class TooManyBadShards(RuntimeError):
@@ -408,11 +390,11 @@ def preprocess_corpus(manifest: pd.DataFrame, raw_dir: Path, out_dir: Path, para
     chunks = [jobs[i:i + params.shard_size] for i in range(0, len(jobs), params.shard_size)]
     shaping = shaping_params(params)
     code = code_fingerprint()
-    with HashCache(work_dir / "hashes.sqlite") as hashes:
+    names = [shard_name(i) for i in range(len(chunks))]
+    with HashCache(work_dir / "hashes.sqlite") as hashes:  # closed before the worker processes fork
         keys = [work_key({"params": shaping, "code": code, "clips": [_identity(j, raw_dir, hashes) for j in chunk]})
                 for chunk in chunks]
-    names = [shard_name(i) for i in range(len(chunks))]
-    done = {i: read_record(work_dir / record_name(names[i]), keys[i], work_dir) for i in range(len(chunks))}
+        done = {i: read_record(work_dir / record_name(names[i]), keys[i], work_dir, hashes) for i in range(len(chunks))}
     todo = [i for i in range(len(chunks)) if done[i] is None]
     print(f"preprocess: {len(jobs)} clips in {len(chunks)} shards; {len(chunks) - len(todo)} already done, "
           f"{len(todo)} to do with {workers} processes", flush=True)
@@ -456,8 +438,7 @@ def _publish(done: dict[int, dict], names: list[str], work_dir: Path, out_dir: P
     writer.docs()
     summary = {"shards": len(names), "validated": len(validated), "failed_validation": bad,
                "gx_results_and_data_docs": str(work_dir / "gx")}
-    (work_dir / "validation").mkdir(parents=True, exist_ok=True)
-    (work_dir / "validation" / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    write_json_atomic(work_dir / "validation" / "summary.json", summary, sort_keys=True)
     if out_dir != work_dir:
         _link_outputs(work_dir, out_dir, [r["name"] for r in records if r["accepted"]], bad)
     write_table(out_dir / "manifest.parquet", accepted)

@@ -12,7 +12,6 @@ validation result, so `build_data_docs` can render them all as HTML at the end o
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import pandas as pd
 
 from s2f.config import PreprocessParams
 from s2f.faces.features import DlibBackend
+from s2f.io.shards import write_json_atomic
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # telemetry off before GX is imported anywhere
 
@@ -344,20 +344,11 @@ def verdict(outcome: ValidationOutcome) -> dict:
 
 def write_verdict(outcome: ValidationOutcome, path: Path) -> None:
     """The deterministic verdict (`verdict`) as JSON with sorted keys: what goes inside a DVC output."""
-    _write_json(path, verdict(outcome), sort_keys=True)
+    write_json_atomic(path, verdict(outcome), indent=2, sort_keys=True)
 
 
 def write_result(outcome: ValidationOutcome, path: Path) -> None:
     """GX's full result (run ids, timestamps) after the summary lines: a report, never inside a DVC output."""
     payload = {"name": outcome.name, "kind": outcome.kind, "success": outcome.success,
                "failures": outcome.failures, "result": outcome.result}
-    _write_json(path, payload)
-
-
-def _write_json(path: Path, payload: dict, sort_keys: bool = False) -> None:
-    """Written atomically (a temporary file renamed), so a kill never leaves half a JSON file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str, sort_keys=sort_keys) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, payload, indent=2)

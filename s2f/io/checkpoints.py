@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +88,7 @@ def _why_unreadable(head: bytes, err: Exception) -> str:
         return "empty file, not a torch checkpoint"
     if head != ZIP_MAGIC:
         return "not a torch checkpoint (torch.save writes a zip archive; this file is not one)"
-    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+    if "Weights only load failed" in str(err):
         return "a torch file holding objects other than tensors, refused by weights-only loading"
     return "truncated or damaged torch checkpoint: its zip archive cannot be read (an interrupted copy or download?)"
 

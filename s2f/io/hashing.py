@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 _BLOCK = 1 << 20
@@ -30,15 +31,15 @@ def file_digest(path: Path) -> dict:
     return {"size": Path(path).stat().st_size, "sha256": file_sha256(path)}
 
 
-def digest_matches(path: Path, expected: dict) -> str | None:
-    """None when `path` has the recorded size and hash, else why not (missing, size, content)."""
+def digest_matches(path: Path, expected: dict, sha256: Callable[[Path], str] = file_sha256) -> str | None:
+    """None when `path` has the recorded size and hash (`sha256`, e.g. a HashCache's), else why not."""
     path = Path(path)
     if not path.is_file():
         return "missing"
     size = path.stat().st_size
     if size != expected.get("size"):
         return f"size {size} B, recorded {expected.get('size')} B"
-    if file_sha256(path) != expected.get("sha256"):
+    if sha256(path) != expected.get("sha256"):
         return "content differs from the recorded sha256"
     return None
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from s2f.io.hashing import digest_matches, file_digest
+from s2f.io.hashing import HashCache, digest_matches, file_digest, file_sha256
 
 
 def shard_name(index: int, prefix: str = "shard") -> str:
@@ -34,14 +34,38 @@ def work_key(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def read_record(path: Path, key: str, folder: Path | None = None) -> dict | None:
+def record_name(shard: str) -> str:
+    """A shard's done-record beside it (`shard-00001.npz` → `shard-00001.done.json`)."""
+    return shard.replace(".npz", ".done.json")
+
+
+def verdict_name(shard: str) -> str:
+    """Where a shard's deterministic validation verdict lives (in the work folder and, published, in the output)."""
+    return f"validation/{Path(shard).stem}.json"
+
+
+GX_RESULTS = "gx/results"  # GX's full results (run ids, timestamps): reports in the work folder, not DVC outputs
+GX_DOCS = "gx/docs"        # Data Docs, index.html
+
+
+def write_json_atomic(path: Path, payload: object, indent: int = 1, sort_keys: bool = False) -> None:
+    """JSON written to a temporary name and renamed, so a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=indent, sort_keys=sort_keys, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_record(path: Path, key: str, folder: Path | None = None, hashes: HashCache | None = None) -> dict | None:
     """The done-record of a shard if it exists, was made from the same inputs (`key`) and, when `folder` is given,
     every file it lists there still has the recorded size and sha256; else None (the shard is redone).
 
     Why records: a shard is finished only when its record is written (last, atomically), so a run killed mid-shard
     redoes that shard and a rerun with changed inputs or params redoes exactly the shards they touch. Why verify:
     a record vouches for files that can be truncated, deleted or replaced after it was written; republishing them
-    on its word would pass a broken shard downstream with exit 0.
+    on its word would pass a broken shard downstream with exit 0. With `hashes`, a file whose stat is unchanged
+    since it was last hashed is not read again (a truncation or rewrite changes its size or mtime).
     """
     try:
         record = json.loads(path.read_text())
@@ -50,7 +74,7 @@ def read_record(path: Path, key: str, folder: Path | None = None) -> dict | None
     if record.get("key") != key:
         return None
     for name, digest in (record.get("files") or {}).items() if folder is not None else ():
-        problem = digest_matches(Path(folder) / name, digest)
+        problem = digest_matches(Path(folder) / name, digest, hashes.sha256 if hashes else file_sha256)
         if problem is not None:
             print(f"{Path(folder) / name}: {problem}; redoing it", flush=True)
             return None
@@ -60,12 +84,8 @@ def read_record(path: Path, key: str, folder: Path | None = None) -> dict | None
 def write_record(path: Path, key: str, payload: dict, folder: Path | None = None,
                  files: list[str] = ()) -> None:
     """Write the record last and atomically; `files` (relative to `folder`) are recorded with size and sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     listed = {name: file_digest(Path(folder) / name) for name in files} if folder is not None else {}
-    body = {"key": key, **payload, **({"files": listed} if listed else {})}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(body, indent=1, default=str))  # key order = column order
-    os.replace(tmp, path)
+    write_json_atomic(path, {"key": key, **payload, **({"files": listed} if listed else {})})  # key order kept
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
