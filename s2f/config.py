@@ -254,15 +254,51 @@ class VoiceEncoderParams(Section):
 
 
 class LossParams(Section):
-    decoder_l1: float = Field(1.0, ge=0)
-    normalized_l2: float = Field(0.025, ge=0, description="λ1")
-    distill: float = Field(200.0, ge=0, description="λ2 (0 turns the distillation term off)")
+    """The Speech2Face loss's weights, fixed or set by the paper's rule (`s2f.losses.calibrated_weights`)."""
+
+    decoder_l1: float = Field(1.0, ge=0, description="the reference weight the rule matches the others to")
+    normalized_l2: float = Field(0.025, ge=0, description="λ1 (calibrated: until the calibration step; 0: off)")
+    distill: float = Field(200.0, ge=0, description="λ2 (calibrated: until the calibration step; 0: off)")
     temperature: float = Field(2.0, gt=0, description="T")
+    weights: Literal["auto", "calibrate", "fixed"] = Field(
+        "auto", description="calibrate: λ1, λ2 set at the calibration step so every term's gradient norm w.r.t. the "
+        "prediction equals the decoder-L1 term's; fixed: the values above throughout; auto: fixed for the vggface "
+        "backend (the paper's λ were chosen for its features), calibrate for any other")
+    calibrate_at: int = Field(1000, ge=0, description="optimizer step of the calibration (the paper: the 1000th)")
+    calibrate_within: float = Field(0.1, gt=0, le=1, description="a shorter run calibrates at this share of its "
+                                    "steps instead: at min(calibrate_at, calibrate_within × steps)")
+    calibrate_batches: int = Field(4, ge=1, description="batches the gradient norms are averaged over")
 
     @model_validator(mode="after")
     def _something_to_learn(self) -> LossParams:
         _any_positive({"decoder_l1": self.decoder_l1, "normalized_l2": self.normalized_l2, "distill": self.distill},
                       "the encoder")
+        if self.weights != "fixed" and self.decoder_l1 <= 0:
+            raise ValueError(f"weights: {self.weights} matches every term's gradient to the decoder-L1 term's: "
+                             "decoder_l1 must be > 0 (or set weights: fixed)")
+        return self
+
+    def mode(self, backend: str) -> Literal["calibrate", "fixed"]:
+        """What `weights` means for the face features of `backend`."""
+        if self.weights == "auto":
+            return "fixed" if backend == "vggface" else "calibrate"
+        return self.weights
+
+
+class EncoderValidationParams(Section):
+    """Speakers carved from the TRAINING speakers (never the test ones), scored every epoch."""
+
+    fraction: float = Field(0.2, ge=0, lt=1, description="share of the training speakers held out (0: none; "
+                            "otherwise at least one, and at least one left to train on)")
+    seed: Seed = 0
+    keep: Literal["best_val_recall_at_1", "last"] = Field(
+        "best_val_recall_at_1", description="the weights kept: the epoch with the best validation R@1 (the first "
+        "of equals), or the last epoch's")
+
+    @model_validator(mode="after")
+    def _keep_needs_speakers(self) -> EncoderValidationParams:
+        if self.keep != "last" and self.fraction == 0:
+            raise ValueError(f"keep: {self.keep} needs validation speakers: set fraction > 0 or keep: last")
         return self
 
 
@@ -281,8 +317,56 @@ class TrainEncoderParams(Section):
     lr_decay: float = Field(0.95, gt=0, le=1)
     lr_decay_every: int = Field(10000, ge=1, description="optimizer steps between lr decays")
     loss: LossParams = LossParams()
+    validation: EncoderValidationParams = EncoderValidationParams()
     loop: LoopParams = LoopParams(checkpoint_every=500)
     seed: Seed = 0
+
+
+GAN_FAMILIES = ("wen2019", "wav2pix")
+Width = Annotated[float, Field(gt=0, le=4, description="channel multiplier of every layer (1: the paper's widths)")]
+
+
+class Wen2019Params(Section):
+    """Wen, Singh & Raj 2019 and the [Re] replication's variants (docs/gan_families.md)."""
+
+    variant: Literal["original", "bn", "bn_tanh", "tanh", "dropout"] = "bn_tanh"
+    width: Width = 0.125
+    pretrain_epochs: int = Field(60, ge=1, description="the voice embedder trained as a speaker classifier first")
+    pretrain_lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(80, ge=1)
+    batch_size: int = Field(16, ge=2, description="the paper: 128")
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[Beta, Beta] = (0.5, 0.999)
+
+
+class Wav2PixParams(Section):
+    """Duarte et al. 2019 (docs/gan_families.md)."""
+
+    image_size: Literal[64, 128] = 64
+    width: Width = 0.125
+    epochs: int = Field(80, ge=1)
+    batch_size: int = Field(16, ge=2, description="the paper: 64")
+    lr_d: float = Field(4e-4, gt=0)
+    lr_g: float = Field(4e-4, gt=0, description="the paper: 1e-4")
+    betas: tuple[Beta, Beta] = (0.5, 0.999)
+
+
+class TrainGanParams(Section):
+    families: list[Literal["wen2019", "wav2pix"]] = Field(list(GAN_FAMILIES), min_length=1, description="each trains in its "
+                                                          "own DVC stage, train_gan@<family>")
+    unseen_speech_per_speaker: int = Field(1, ge=0, description="clips per training speaker left out of GAN "
+                                           "training for the seen-speaker / unseen-speech identity metric")
+    wen2019: Wen2019Params = Wen2019Params()
+    wav2pix: Wav2PixParams = Wav2PixParams()
+    loop: LoopParams = LoopParams(checkpoint_every=200)
+    seed: Seed = 0
+
+    @field_validator("families")
+    @classmethod
+    def _each_once(cls, families: list[str]) -> list[str]:
+        if len(set(families)) != len(families):
+            raise ValueError(f"each family once, got {families}")
+        return families
 
 
 class EvaluateParams(Section):
@@ -319,7 +403,8 @@ class PromoteParams(Section):
 S = TypeVar("S", bound=Section)
 SECTIONS: dict[str, type[Section]] = {
     "data": DataParams, "preprocess": PreprocessParams, "features": FeaturesParams,
-    "train_decoder": TrainDecoderParams, "train_encoder": TrainEncoderParams, "evaluate": EvaluateParams,
+    "train_decoder": TrainDecoderParams, "train_encoder": TrainEncoderParams, "train_gan": TrainGanParams,
+    "evaluate": EvaluateParams,
     "promote": PromoteParams,
 }
 

@@ -2,9 +2,12 @@
 
 Reads the `train_encoder` section (the architecture is a preset, `s2f model-summary --preset NAME`, plus
 overrides). The loss is the paper's: decoder-feature L1, normalized L2 and distillation through the identity head
-the features stage wrote. Writes the model (weights + JSON config), a metrics JSON and a per-epoch curve of every
-loss term; logs them to MLflow (the outputs are written even when the tracker goes away mid-run: see
-`s2f.io.tracking`). Resumes from its checkpoint when killed; under `torchrun` it trains with DDP.
+the features stage wrote, weighted by the paper's rule (calibrated gradient norms) or fixed (`loss.weights`; the
+backend is read from the features manifest). A share of the training speakers validates every epoch and picks the
+epoch kept (`validation`). Writes the model (weights + JSON config), a metrics JSON (the last epoch's row, the loss
+weights and their calibration, the kept epoch and its validation scores) and a per-epoch curve of every loss term,
+validation score and weight; logs them to MLflow (the outputs are written even when the tracker goes away mid-run:
+see `s2f.io.tracking`). Resumes from its checkpoint when killed; under `torchrun` it trains with DDP.
 """
 
 from __future__ import annotations
@@ -43,17 +46,23 @@ def main(argv: list[str] | None = None) -> None:
         decoder = load_model(args.decoder)
         head = load_identity_head(args.features / "identity_head.pt") if params.loss.distill > 0 else None
         curve = EpochCurve(run)
-        model = train_encoder(data.audio, data.embedding, decoder.first, head, params, runtime, curve,
-                              args.checkpoint)
+        backend = str(data.manifest["backend"].iloc[0]) if "backend" in data.manifest else "dlib"
+        trained = train_encoder(data.audio, data.embedding, decoder.first, head, params, runtime, curve,
+                                args.checkpoint, speakers=data.speakers, backend=backend)
+        summary = trained.summary()
         if run is not None:  # the main process
-            save_model(model, args.model, {"trained_on_samples": len(data.audio), "preset": params.model.preset})
+            run.log_metrics(summary)
+            save_model(trained.model, args.model, {"trained_on_samples": trained.train_samples,
+                                                   "preset": params.model.preset, "kept_epoch": trained.kept_epoch})
             run.log_model_files(args.model)
     teardown_runtime(runtime)
     if not runtime.is_main:
         return
     write_curve(args.curve, curve.rows)
-    write_json(args.metrics, curve.last | {"samples": len(data.audio), "processes": runtime.world_size})
-    print(f"train_encoder: final loss {curve.last['loss_total']:.4f} on {len(data.audio)} samples")
+    write_json(args.metrics, curve.last | summary | {"samples": len(data.audio), "processes": runtime.world_size})
+    kept = f"; kept epoch {trained.kept_epoch}" + (f", validation R@1 {summary['kept_val_recall_at_1']:.3f}"
+                                                   if "kept_val_recall_at_1" in summary else "")
+    print(f"train_encoder: final loss {curve.last['loss_total']:.4f} on {trained.train_samples} samples{kept}")
 
 
 if __name__ == "__main__":

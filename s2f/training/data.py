@@ -82,7 +82,13 @@ class Rows(Dataset):
         return tuple(t[key[1]] for t in self.tensors)
 
 
-def make_loader(dataset: Dataset, batches: StepBatches, workers: int, pin_memory: bool) -> DataLoader:
-    """A DataLoader over the step batches; workers > 0 prepare batches in parallel with the model's step."""
+def make_loader(dataset: Dataset, batches: StepBatches, workers: int, pin_memory: bool,
+                generator: torch.Generator | None = None) -> DataLoader:
+    """A DataLoader over the step batches; workers > 0 prepare batches in parallel with the model's step.
+
+    `generator`: starting an iteration draws a seed from it, by default from the global RNG. A loss that draws from
+    the global RNG itself (the GANs' crops and noise) passes its own, or a resumed run, which starts a new iteration
+    after restoring the global RNG, would be one draw off the uninterrupted run.
+    """
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
-                      persistent_workers=False, prefetch_factor=4 if workers else None)
+                      persistent_workers=False, prefetch_factor=4 if workers else None, generator=generator)

@@ -2,12 +2,28 @@
 
 Optimiser as in the paper: Adam (β1 = 0.5, ε = 1e-4), lr decayed ×`lr_decay` every `lr_decay_every` steps, batch 8.
 Each step reads a random `crop_seconds` window of every 6 s clip (evaluation uses whole clips).
+
+Loss weights (`loss.weights`): the paper's rule, not its numbers. At the calibration step (the paper's 1000th, or
+`calibrate_within` of a shorter run) the gradient norm of each unweighted term w.r.t. the prediction v_s is measured,
+averaged over the next `calibrate_batches` training batches, and λ1, λ2 are set so that each weighted term's norm
+equals the decoder-L1 term's (`s2f.losses.calibrated_weights`); until then the configured weights train. The
+paper's λ1 = 0.025, λ2 = 200 were found this way for 4096-D VGG-Face features and stand for that backend (`auto`).
+
+Validation (`validation`): a share of the TRAINING speakers is held out of training (`s2f.split.validation_speakers`)
+and scored every epoch on whole clips: its loss terms and R@K against a gallery of those speakers' mean true face
+features (`s2f.metrics.gallery_recall`), in the same per-epoch row as the training terms (`val_loss_*`,
+`val_recall_at_K`), with the loss weights in effect (`weight_*`). The weights kept are those of the epoch with the
+best validation R@1 (or the last). The calibrated weights and the best epoch's weights so far travel in every
+checkpoint, so a resumed run calibrates and chooses as the uninterrupted one did.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,12 +31,17 @@ from torch import nn
 
 from s2f.audio import SAMPLE_RATE, int16_to_float
 from s2f.config import TrainEncoderParams
-from s2f.losses import LossWeights, speech2face_loss
+from s2f.losses import LossWeights, calibrated_weights, speech2face_loss, term_gradient_norms
+from s2f.metrics import gallery_recall
 from s2f.models.presets import get_preset
 from s2f.models.voice_encoder import ConvBlock, VoiceEncoder, VoiceEncoderConfig
+from s2f.split import validation_speakers
 from s2f.training.data import AudioWindows, StepBatches
-from s2f.training.distributed import Runtime
-from s2f.training.loop import LogFn, LoopSettings, data_digest, fingerprint, fit
+from s2f.training.distributed import Runtime, mean_across_ranks
+from s2f.training.loop import Hooks, LogFn, LoopSettings, data_digest, fingerprint, fit
+
+VAL_KS = (1, 5, 10)   # validation recall@K, each where K is below the number of validation speakers (R@1 always)
+TERMS = ("decoder_l1", "normalized_l2", "distill")
 
 
 def encoder_config(p: TrainEncoderParams, out_dim: int) -> VoiceEncoderConfig:
@@ -33,33 +54,156 @@ def encoder_config(p: TrainEncoderParams, out_dim: int) -> VoiceEncoderConfig:
     return dataclasses.replace(get_preset(m.preset).encoder, **overrides, out_dim=out_dim)
 
 
+def calibration_step(p: TrainEncoderParams, steps: int) -> int:
+    """The optimizer step before which the weights are calibrated: min(calibrate_at, calibrate_within × steps),
+    and never past the run's last step."""
+    return max(min(p.loss.calibrate_at, int(p.loss.calibrate_within * steps), steps - 1), 0)
+
+
+@dataclass
+class TrainedEncoder:
+    model: VoiceEncoder               # the weights kept (`validation.keep`)
+    weights: LossWeights              # the loss weights in effect at the end
+    calibration: dict[str, float] | None   # step, gradient norms and chosen weights; None when fixed
+    kept_epoch: int                   # the epoch whose weights `model` holds
+    kept_row: dict[str, float]        # that epoch's row of the curve
+    validation_speakers: int
+    train_samples: int
+
+    def summary(self) -> dict[str, float]:
+        """Numbers for the stage's metrics JSON: the weights, the calibration and the kept epoch with its scores."""
+        out: dict[str, float] = {f"weight_{k}": getattr(self.weights, k) for k in TERMS}
+        out |= {f"calibration_{k}": v for k, v in (self.calibration or {}).items()}
+        out |= {"kept_epoch": self.kept_epoch, "validation_speakers": self.validation_speakers,
+                "train_samples": self.train_samples}
+        out |= {f"kept_{k}": v for k, v in self.kept_row.items() if k.startswith("val_")}
+        return out
+
+
+class _EncoderState:
+    """What the encoder's hooks carry across a resume: the weights in effect, the calibration, the best epoch."""
+
+    def __init__(self, weights: LossWeights):
+        self.weights = weights
+        self.calibration: dict[str, float] | None = None
+        self.best: dict[str, Any] | None = None   # {"epoch", "value", "model": state_dict}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"weights": dataclasses.asdict(self.weights), "calibration": self.calibration, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.weights = LossWeights(**state["weights"])
+        self.calibration, self.best = state["calibration"], state["best"]
+
+
 def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, identity_head: nn.Module | None,
-                  p: TrainEncoderParams, runtime: Runtime, log: LogFn,
-                  checkpoint: Path | None = None) -> VoiceEncoder:
-    """audio: (N, L) int16 clips; embedding: (N, D) their true face features; f_dec, identity_head: frozen."""
+                  p: TrainEncoderParams, runtime: Runtime, log: LogFn, checkpoint: Path | None = None, *,
+                  speakers: np.ndarray | None = None, backend: str = "dlib") -> TrainedEncoder:
+    """audio: (N, L) int16 clips; embedding: (N, D) their true face features; f_dec, identity_head: frozen;
+    speakers: (N,) the clips' speakers (needed when `p.validation.fraction` > 0); backend: the face features'
+    backend (`loss.weights: auto` keeps the paper's λ for `vggface` and calibrates for any other)."""
+    if p.validation.fraction > 0 and speakers is None:
+        raise ValueError("validation.fraction > 0 holds out training speakers: pass the clips' speakers")
+    held = (validation_speakers(np.asarray(speakers), p.validation.fraction, p.validation.seed)
+            if speakers is not None else np.zeros(len(audio), bool))
+    train = ~held
     torch.manual_seed(p.seed)
     model = VoiceEncoder(encoder_config(p, embedding.shape[1]))
-    target = torch.from_numpy(np.asarray(embedding, np.float32))
-    model.set_output_statistics(target)
-    target = target.to(runtime.device)
+    all_target = torch.from_numpy(np.asarray(embedding, np.float32))
+    model.set_output_statistics(all_target[torch.from_numpy(train)])
+    target = all_target[torch.from_numpy(train)].to(runtime.device)
     f_dec = f_dec.to(runtime.device).requires_grad_(False)
     head = identity_head.to(runtime.device).requires_grad_(False) if identity_head is not None else None
-    weights = LossWeights(p.loss.decoder_l1, p.loss.normalized_l2, p.loss.distill, p.loss.temperature)
+    state = _EncoderState(LossWeights(p.loss.decoder_l1, p.loss.normalized_l2, p.loss.distill, p.loss.temperature))
+    train_audio = audio[train]
 
     def step_loss(encoder: nn.Module, batch: tuple, device: torch.device) -> dict[str, torch.Tensor]:
         wave, idx = batch
         predicted = encoder(wave.to(device, non_blocking=True)).float()  # (B, D)
-        return speech2face_loss(f_dec, target[idx.to(device)], predicted, weights, head)
+        return speech2face_loss(f_dec, target[idx.to(device)], predicted, state.weights, head)
 
     window = min(int(p.crop_seconds * SAMPLE_RATE), audio.shape[1])
-    batches = StepBatches(len(audio), p.batch_size, p.epochs, p.seed, runtime.rank, runtime.world_size)
+    windows = AudioWindows(train_audio, window, p.seed)
+    batches = StepBatches(len(train_audio), p.batch_size, p.epochs, p.seed, runtime.rank, runtime.world_size)
+    calibrate_at = calibration_step(p, batches.steps) if p.loss.mode(backend) == "calibrate" else None
+
+    @torch.no_grad()
+    def before_step(step: int) -> None:
+        if step != calibrate_at or state.calibration is not None:
+            return
+        later = StepBatches(len(train_audio), p.batch_size, p.epochs, p.seed, runtime.rank, runtime.world_size)
+        later.start = step
+        model.eval()
+        sums: dict[str, float] = {}
+        count = 0
+        for keys in itertools.islice(iter(later), p.loss.calibrate_batches):  # the batches this run trains on next
+            wave, idx = zip(*(windows[k] for k in keys))
+            predicted = model(torch.stack(wave).to(runtime.device)).float()
+            with torch.enable_grad():
+                norms = term_gradient_norms(f_dec, target[torch.tensor(idx, device=runtime.device)], predicted,
+                                            p.loss.temperature, head if p.loss.distill > 0 else None)
+            sums = {k: sums.get(k, 0.0) + v for k, v in norms.items()}
+            count += 1
+        model.train()
+        norms = mean_across_ranks({k: v / count for k, v in sums.items()}, runtime)
+        state.weights = calibrated_weights(norms, state.weights)
+        state.calibration = {"step": step, **{f"grad_norm_{k}": v for k, v in norms.items()},
+                             **{f"weight_{k}": getattr(state.weights, k) for k in TERMS}}
+        print(f"train_encoder: calibrated the loss weights at step {step}: " + ", ".join(
+            f"{k} {getattr(state.weights, k):.4g}" for k in TERMS) + " (gradient norms w.r.t. v_s: " + ", ".join(
+            f"{k} {v:.4g}" for k, v in norms.items()) + ")")
+
+    validate = _validator(model, audio[held], all_target[torch.from_numpy(held)],
+                          np.asarray(speakers)[held] if speakers is not None else np.array([]),
+                          f_dec, head, runtime.device) if held.any() else None
+    keep_best = validate is not None and p.validation.keep == "best_val_recall_at_1"
+
+    def end_epoch(epoch: int) -> dict[str, float]:
+        # averaged over ranks (each scores with its own batch-norm statistics), so every rank keeps the same epoch
+        row = mean_across_ranks(validate(state.weights), runtime) if validate is not None else {}
+        if keep_best and (state.best is None or row["val_recall_at_1"] >= state.best["value"]):  # the latest of equals
+            state.best = {"epoch": epoch, "value": row["val_recall_at_1"],
+                          "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        return row | {f"weight_{k}": getattr(state.weights, k) for k in TERMS}
+
     opt = torch.optim.Adam(model.parameters(), lr=p.lr, betas=p.betas, eps=p.eps)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=p.lr_decay_every, gamma=p.lr_decay)
+    identity = [data_digest(audio, embedding, np.asarray(speakers, dtype=str) if speakers is not None
+                            else np.array([], dtype=str)), backend]
     settings = LoopSettings(p.loop.checkpoint_every, checkpoint,
-                            fingerprint(p.model_dump(), runtime.world_size, data_digest(audio, embedding)),
+                            fingerprint(p.model_dump(), runtime.world_size, *identity),
                             p.loop.amp, p.loop.loader_workers)
-    fit(model, step_loss, AudioWindows(audio, window, p.seed), batches, opt, sched, settings, runtime, log)
-    return model
+    history = fit(model, step_loss, windows, batches, opt, sched, settings, runtime, log,
+                  Hooks(before_step, end_epoch, state))
+    kept = len(history) - 1
+    if keep_best and state.best is not None:
+        model.load_state_dict(state.best["model"])
+        kept = int(state.best["epoch"])
+    model.eval()
+    return TrainedEncoder(model, state.weights, state.calibration, kept, history[kept] if history else {},
+                          len(set(np.asarray(speakers)[held].tolist())) if speakers is not None else 0,
+                          int(train.sum()))
+
+
+def _validator(model: VoiceEncoder, audio: np.ndarray, target: torch.Tensor, speakers: np.ndarray, f_dec: nn.Module,
+               head: nn.Module | None, device: torch.device):
+    """The per-epoch validation: whole clips of the held-out speakers → `val_loss_*` and `val_recall_at_K` (gallery:
+    each validation speaker's mean true face feature, all of them)."""
+    ids = np.array(sorted(set(speakers.tolist())))
+    gallery = np.stack([target.numpy()[speakers == s].mean(axis=0) for s in ids])
+    ks = [k for k in VAL_KS if k == 1 or k < len(ids)]
+    truth = target.to(device)
+
+    @torch.no_grad()
+    def validate(weights: LossWeights) -> dict[str, float]:
+        model.eval()
+        predicted = predict_features(model, audio)
+        terms = speech2face_loss(f_dec, truth, torch.from_numpy(predicted).to(device), weights, head)
+        recall = gallery_recall(predicted, speakers, gallery, ids, ks, gallery_size=len(ids))
+        return ({f"val_loss_{k}": float(v) for k, v in sorted(terms.items())}
+                | {f"val_recall_at_{k}": recall[f"recall_at_{k}"] for k in ks})
+
+    return validate
 
 
 @torch.no_grad()

@@ -1,7 +1,9 @@
 """A tiny voice-encoder training run as its own process, for the resume (SIGKILL) and DDP (torchrun) tests.
 
 Usage: python -m tests.training.run_training --out DIR [--checkpoint FILE] [--kill-after-epoch K]
-Writes DIR/weights-rank<R>.pt (every rank) and DIR/curve.json (rank 0).
+Writes DIR/weights-rank<R>.pt (every rank), DIR/curve.json and DIR/summary.json (rank 0). Two of the six speakers
+validate every epoch and the best epoch's weights are kept; the loss weights are calibrated at step 3, so a kill
+after epoch 1 (step 8, last checkpoint at step 6) resumes past both.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ PARAMS = {
                                            {"channels": 8, "time_pool": True, "freq_stride": 4}],
               "last_channels": 8, "hidden": 16},
     "crop_seconds": 0.75, "epochs": 4, "batch_size": 4, "lr": 0.003,
-    "loss": {"distill": 200.0}, "loop": {"checkpoint_every": 2, "amp": True}, "seed": 3,
+    "loss": {"distill": 200.0, "weights": "calibrate", "calibrate_at": 3, "calibrate_within": 1.0},
+    "validation": {"fraction": 0.34, "keep": "best_val_recall_at_1"},
+    "loop": {"checkpoint_every": 2, "amp": True}, "seed": 3,
 }
 
 
@@ -52,12 +56,13 @@ def main() -> None:
         if args.kill_after_epoch is not None and epoch == args.kill_after_epoch:
             os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no cleanup, no atexit, mid-run
 
-    model = train_encoder(audio, embedding, f_dec, head, TrainEncoderParams.model_validate(PARAMS), runtime, log,
-                          args.checkpoint)
+    trained = train_encoder(audio, embedding, f_dec, head, TrainEncoderParams.model_validate(PARAMS), runtime, log,
+                            args.checkpoint, speakers=np.array([f"s{k}" for k in speakers]))
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), args.out / f"weights-rank{runtime.rank}.pt")
+    torch.save(trained.model.state_dict(), args.out / f"weights-rank{runtime.rank}.pt")
     if runtime.is_main:
         (args.out / "curve.json").write_text(json.dumps(rows))
+        (args.out / "summary.json").write_text(json.dumps(trained.summary()))
     teardown_runtime(runtime)
 
 

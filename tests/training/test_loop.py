@@ -45,6 +45,13 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     curve_a = json.loads((tmp_path / "straight/curve.json").read_text())
     curve_b = json.loads((tmp_path / "resumed/curve.json").read_text())
     assert curve_a == curve_b and len(curve_a) == 4  # the replayed history plus the epochs after the resume
+    # the checkpoint the resume started from carried the calibrated loss weights and the best epoch so far
+    assert "val_recall_at_1" in curve_a[0] and curve_a[0]["weight_distill"] != 200.0
+    summary_a = json.loads((tmp_path / "straight/summary.json").read_text())
+    summary_b = json.loads((tmp_path / "resumed/summary.json").read_text())
+    assert summary_a == summary_b and summary_a["calibration_step"] == 3
+    state = torch.load(ckpt, weights_only=True)["hooks"]
+    assert state["calibration"]["step"] == 3 and state["best"]["epoch"] == summary_a["kept_epoch"]
 
 
 @pytest.mark.reliability
@@ -79,7 +86,8 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
     # batch-norm running statistics stay per rank (DDP broadcasts rank 0's each step; rank 0 saves them)
     assert any(not torch.equal(rank0[k], rank1[k]) for k in rank0 if "running_mean" in k)
     curve = json.loads((tmp_path / "curve.json").read_text())
-    assert len(curve) == 4 and curve[-1]["step"] == 4 * 3  # 24 samples / 2 ranks / batch 4 = 3 steps per epoch
+    # 24 samples, 8 of them the 2 validation speakers': 16 / 2 ranks / batch 4 = 2 steps per epoch
+    assert len(curve) == 4 and curve[-1]["step"] == 4 * 2
     assert curve[-1]["loss_total"] < curve[0]["loss_total"]
 
 

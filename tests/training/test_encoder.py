@@ -1,0 +1,115 @@
+"""The encoder's training signal: loss weights calibrated by the paper's rule, validation speakers, the epoch kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from s2f.config import TrainEncoderParams
+from s2f.losses import LossWeights
+from s2f.training import encoder as encoder_module
+from s2f.training.distributed import Runtime
+from s2f.training.encoder import calibration_step, train_encoder
+from tests.training.run_training import PARAMS, synthetic_data
+
+CPU = Runtime(torch.device("cpu"))
+
+
+def _params(**changes) -> TrainEncoderParams:
+    params = {**PARAMS, "epochs": 3, "loop": {"checkpoint_every": 0, "amp": False}}
+    for key, value in changes.items():
+        params[key] = {**params.get(key, {}), **value} if isinstance(value, dict) else value
+    return TrainEncoderParams.model_validate(params)
+
+
+def _train(p: TrainEncoderParams, backend: str = "dlib"):
+    audio, embedding, speakers = synthetic_data()
+    torch.manual_seed(1)
+    f_dec, head = torch.nn.Linear(6, 10), torch.nn.Linear(6, 6)
+    rows: list[dict] = []
+    trained = train_encoder(audio, embedding, f_dec, head, p, CPU, lambda epoch, row: rows.append(row),
+                            speakers=np.array([f"s{k}" for k in speakers]), backend=backend)
+    return trained, rows
+
+
+def test_every_epoch_row_has_the_validation_scores_and_the_weights():
+    trained, rows = _train(_params())
+    assert len(rows) == 3
+    for row in rows:
+        assert {"val_loss_decoder_l1", "val_loss_normalized_l2", "val_loss_distill", "val_loss_total",
+                "val_recall_at_1", "weight_decoder_l1", "weight_normalized_l2", "weight_distill"} <= set(row)
+        assert {"loss_decoder_l1", "loss_normalized_l2", "loss_distill", "loss_total"} <= set(row)
+    assert trained.validation_speakers == 2 and trained.train_samples == 16   # 2 of 6 speakers, 4 clips each
+    summary = trained.summary()
+    assert summary["weight_distill"] == trained.weights.distill and "kept_val_recall_at_1" in summary
+
+
+def test_calibrated_weights_match_the_measured_gradient_norms():
+    trained, rows = _train(_params())
+    cal = trained.calibration
+    assert cal is not None and cal["step"] == 3
+    assert cal["weight_normalized_l2"] == pytest.approx(cal["grad_norm_decoder_l1"] / cal["grad_norm_normalized_l2"])
+    assert cal["weight_distill"] == pytest.approx(cal["grad_norm_decoder_l1"] / cal["grad_norm_distill"])
+    assert rows[-1]["weight_distill"] == cal["weight_distill"] != 200.0
+
+
+def test_vggface_keeps_the_papers_weights_under_auto():
+    trained, rows = _train(_params(loss={"weights": "auto"}), backend="vggface")
+    assert trained.calibration is None
+    assert trained.weights == LossWeights()   # λ1 = 0.025, λ2 = 200
+    assert all(r["weight_distill"] == 200.0 for r in rows)
+
+
+def test_calibration_step_is_the_papers_or_a_share_of_a_shorter_run():
+    p = TrainEncoderParams()
+    assert calibration_step(p, 100_000) == 1000
+    assert calibration_step(p, 900) == 90
+    assert calibration_step(p, 5) == 0
+
+
+def _scripted_validation(monkeypatch, recalls: list[float]) -> list[dict]:
+    """Validation that reports `recalls` epoch by epoch and records the model's weights when it scores them."""
+    seen: list[dict] = []
+
+    def fake_validator(model, *args):
+        def validate(weights):
+            seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return {"val_recall_at_1": recalls[len(seen) - 1]}
+        return validate
+
+    monkeypatch.setattr(encoder_module, "_validator", fake_validator)
+    return seen
+
+
+@pytest.mark.parametrize("keep, recalls, kept", [("best_val_recall_at_1", [0.2, 0.6, 0.4], 1),
+                                                 ("best_val_recall_at_1", [0.5, 0.5, 0.1], 1),  # latest of equals
+                                                 ("last", [0.2, 0.6, 0.4], 2)])
+def test_the_weights_kept_are_the_best_validation_epochs(monkeypatch, keep, recalls, kept):
+    seen = _scripted_validation(monkeypatch, recalls)
+    trained, rows = _train(_params(validation={"keep": keep}))
+    assert [r["val_recall_at_1"] for r in rows] == recalls
+    assert trained.kept_epoch == kept
+    final = trained.model.state_dict()
+    for key, value in seen[kept].items():
+        assert torch.equal(final[key], value), key
+    if kept != len(recalls) - 1:   # the last epoch's weights differ: the choice was not a no-op
+        assert any(not torch.equal(final[k], v) for k, v in seen[-1].items())
+
+
+def test_validation_needs_the_speakers():
+    audio, embedding, _ = synthetic_data()
+    with pytest.raises(ValueError, match="speakers"):
+        train_encoder(audio, embedding, torch.nn.Linear(6, 10), None, _params(), CPU, lambda *a: None)
+
+
+def test_keeping_the_best_needs_validation_speakers():
+    with pytest.raises(ValueError, match="fraction > 0"):
+        TrainEncoderParams.model_validate({"validation": {"fraction": 0.0}})
+    TrainEncoderParams.model_validate({"validation": {"fraction": 0.0, "keep": "last"}})
+
+
+def test_calibration_needs_the_reference_term():
+    with pytest.raises(ValueError, match="decoder_l1 must be > 0"):
+        TrainEncoderParams.model_validate({"loss": {"decoder_l1": 0.0}})
+    TrainEncoderParams.model_validate({"loss": {"decoder_l1": 0.0, "weights": "fixed"}})
