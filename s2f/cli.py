@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-STAGES = ["download", "preprocess", "features", "train_decoder", "train_encoder", "evaluate", "register"]
+STAGES = ["download", "preprocess", "features", "train_decoder", "train_encoder", "train_gan", "evaluate",
+          "register"]
 TOOLS = ["ingest", "model_summary", "promote", "infer", "upload_pending"]
 
 

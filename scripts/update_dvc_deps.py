@@ -31,10 +31,12 @@ def main() -> None:
     path = PROJECT_ROOT / "dvc.yaml"
     text = path.read_text()
     for name, stage in yaml.safe_load(text)["stages"].items():
-        data = [d for d in stage.get("deps", []) if not str(d).startswith("s2f")]
+        body = stage.get("do", stage)  # a foreach stage's definition is under `do:`, indented one level more
+        indent = "  " if "do" in stage else ""
+        data = [d for d in body.get("deps", []) if not str(d).startswith("s2f")]
         deps = compress(relative_closure(f"s2f.stages.{name}")) + data
-        block = re.search(rf"\n  {name}:\n(?:.*\n)*?    deps:\n((?:      - .*\n)+)", text)
-        text = text[:block.start(1)] + "".join(f"      - {d}\n" for d in deps) + text[block.end(1):]
+        block = re.search(rf"\n  {name}:\n(?:.*\n)*?{indent}    deps:\n((?:{indent}      - .*\n)+)", text)
+        text = text[:block.start(1)] + "".join(f"{indent}      - {d}\n" for d in deps) + text[block.end(1):]
     path.write_text(text)
     print(f"updated the code deps of {path}")
 

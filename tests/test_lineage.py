@@ -23,6 +23,7 @@ def test_every_stage_depends_on_its_whole_import_closure():
     s2f/dataset.py and s2f/io/checkpoints.py, `evaluate` without s2f/training/encoder.py)."""
     missing = {}
     for name, stage in _stages().items():
+        stage = stage.get("do", stage)  # a foreach stage (train_gan@<family>) is defined under `do:`
         module = f"s2f.stages.{name}"
         assert module in stage["cmd"], f"{name}: cmd does not run {module}"
         deps = [d if isinstance(d, str) else next(iter(d)) for d in stage.get("deps", [])]
@@ -60,3 +61,12 @@ def test_an_unknown_module_is_refused():
 
     with pytest.raises(ValueError, match="not a module"):
         relative_closure("s2f.nope")
+
+
+def test_the_stages_that_load_a_gan_import_its_model_code():
+    """`load_model` imports the GAN wrapper by name (so GAN code stays out of every other stage's deps); a stage
+    that loads one must import it itself, or a change to it would not rerun the stage."""
+    for stage in ("train_gan", "evaluate", "register"):
+        assert "s2f/models/voice_to_face.py" in relative_closure(f"s2f.stages.{stage}"), stage
+    for stage in ("features", "train_decoder", "train_encoder"):
+        assert "s2f/models/wen2019.py" not in relative_closure(f"s2f.stages.{stage}"), stage

@@ -25,6 +25,8 @@ TINY = {
     "train_encoder": {"epochs": 2, "batch_size": 4, "crop_seconds": 1.0,
                       "model": {"blocks": [{"channels": 4, "time_pool": True, "freq_stride": 4}],
                                 "last_channels": 4, "hidden": 16}},
+    "train_gan": {"wen2019": {"width": 0.02, "pretrain_epochs": 1, "epochs": 2, "batch_size": 2},
+                  "wav2pix": {"width": 0.02, "epochs": 2, "batch_size": 2}},
     "evaluate": {"ks": [1, 2], "grid_speakers": 2, "craniofacial_max": 6},
 }
 PROJECT_FILES = ("dvc.yaml", ".dvcignore", ".gitignore", "prefect.yaml")

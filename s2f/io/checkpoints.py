@@ -11,6 +11,7 @@ directory`) name neither.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,13 @@ def _config_of(meta: dict) -> tuple[type[torch.nn.Module], object]:
         return VoiceEncoder, VoiceEncoderConfig(**{**cfg, "blocks": tuple(ConvBlock(**b) for b in cfg["blocks"])})
     if meta["kind"] == "FaceDecoder":
         return FaceDecoder, FaceDecoderConfig(**cfg)
-    raise ValueError(f"unknown model kind {meta['kind']!r} (expected VoiceEncoder or FaceDecoder)")
+    if meta["kind"] == "VoiceToFace":
+        # by name, not a top-level import: the GAN code must not enter the import closure (and so the DVC deps and
+        # shard keys) of every stage that loads a model; the stages that load a GAN import this module themselves
+        # (tests/test_lineage.py checks it)
+        module = importlib.import_module("s2f.models.voice_to_face")
+        return module.VoiceToFace, module.VoiceToFaceConfig(**cfg)
+    raise ValueError(f"unknown model kind {meta['kind']!r} (expected VoiceEncoder, FaceDecoder or VoiceToFace)")
 
 
 def read_meta(path: Path) -> dict:

@@ -7,7 +7,7 @@ from s2f.cli import STAGES
 CPU_POOL = "cpu"
 GPU_POOL = "gpu"
 GPU_LIMIT = "gpu"  # the Prefect global concurrency limit: one training run per GPU
-GPU_STAGES = frozenset({"train_decoder", "train_encoder"})
+GPU_STAGES = frozenset({"train_decoder", "train_encoder", "train_gan"})  # train_gan: every family of params
 
 
 def pool_of(stage: str) -> str:

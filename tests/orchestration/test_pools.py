@@ -16,7 +16,7 @@ def test_plan_is_every_dvc_stage_in_pipeline_order():
 
 def test_training_runs_on_the_gpu_pool_and_everything_else_on_cpu():
     assert dict(plan()) == {"download": "cpu", "preprocess": "cpu", "features": "cpu", "train_decoder": "gpu",
-                            "train_encoder": "gpu", "evaluate": "cpu", "register": "cpu"}
+                            "train_encoder": "gpu", "train_gan": "gpu", "evaluate": "cpu", "register": "cpu"}
 
 
 def test_a_subset_keeps_pipeline_order_and_unknown_stages_are_named():
