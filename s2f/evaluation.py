@@ -234,13 +234,13 @@ def evaluate_paper(pred_short: np.ndarray, pred_6s: np.ndarray, test: SplitData,
     else:
         rows = _spread(len(test.embedding), craniofacial_max)
         report["craniofacial"] = craniofacial_metrics(test.embedding[rows], pred_6s[rows], decoder, face_margin, seed)
-    return _finite_or_none(report)
+    return finite_or_none(report)
 
 
-def _finite_or_none(tree):
+def finite_or_none(tree):
     """nan / inf → None everywhere in a nested report (JSON has no NaN; None reads as "not measurable")."""
     if isinstance(tree, dict):
-        return {k: _finite_or_none(v) for k, v in tree.items()}
+        return {k: finite_or_none(v) for k, v in tree.items()}
     if isinstance(tree, float) and not math.isfinite(tree):
         return None
     return tree

@@ -1,64 +1,140 @@
-"""evaluate: voice → face on held-out speakers, the paper's way, for 3 s and 6 s of voice.
+"""evaluate: voice → face on held-out speakers for every model family on one table, for 3 s and 6 s of voice.
 
 The 3 s numbers (`evaluate.short_seconds`) are the first 3 s of each clip repeated to 6 s, as serving does with a
 3 s request (`s2f.audio.fit_to_clip`); their key in the report says so: `3s_repeated`.
 
-Reads the `evaluate` section (and `preprocess.crop_margin`, which places the face in a decoded crop). Reports
-feature cosine / L1 / L2, retrieval R@K over galleries of up to 100 identities with chance, gender agreement where
-the corpus has labels, craniofacial measurements (Pearson r, dlib landmarks of faces decoded from voice against
-faces decoded from the true feature) and a grid of faces. Writes reports/metrics.json (a DVC metric, nested) and
-reports/face_grid.png (a DVC plot); logs both, flattened, to MLflow.
+reports/metrics.json is keyed by family:
+- `speech2face`: the paper's report on the predicted face feature (feature cosine / L1 / L2, retrieval R@K over
+  galleries of up to 100 identities with chance, gender agreement where labelled, craniofacial Pearson r), and
+  `decoded`: the faces the decoder draws from it, measured as images like the GANs' (`s2f.generated_evaluation`);
+- each GAN family of `train_gan.families` (models/gan/<family>.pt): retrieval and 1:2 matching of the generated
+  faces' features, detection ratio and Fréchet distance, identity accuracy on seen speakers' unseen speech.
+Also writes reports/face_grid.png (true face, Speech2Face from 3 s and 6 s, each GAN from 6 s), a per-family
+comparison for `dvc plots` (reports/plots/families.csv), and logs all of it, flattened, to MLflow.
+Reads the `evaluate` section, `preprocess.crop_margin` (where the face sits in a crop), `features.backend` (the
+face-feature network that embeds generated faces) and `train_gan` (the families and the clips they left out).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from s2f.audio import SAMPLE_RATE
-from s2f.config import EvaluateParams, PreprocessParams, clip_length_problem
-from s2f.dataset import load_split
-from s2f.evaluation import evaluate_paper, flatten_metrics, paper_face_grid, predict_short, short_key
+from s2f.baselines import ridge_baseline_predictions
+from s2f.config import EvaluateParams, FeaturesParams, TrainGanParams, clip_length_problem
+from s2f.dataset import SplitData, load_split
+from s2f.evaluation import (GRID_TITLES, decode_images, evaluate_paper, face_grid, finite_or_none,
+                            flatten_metrics, predict_short, retrieval_metrics, short_key, speaker_rows)
+from s2f.faces.features import get_backend
+from s2f.generated_evaluation import gan_generator, generate_faces, image_metrics, unseen_speech_metrics
 from s2f.io.checkpoints import load_model
 from s2f.io.tracking import stage_run
-from s2f.stages.common import load_params, run_stage, stage_parser, write_json
+from s2f.metrics import feature_distances
+from s2f.split import unseen_speech
+from s2f.stages.common import load_params, run_stage, stage_parser, write_curve, write_json
 from s2f.training.distributed import setup_runtime
 from s2f.training.encoder import predict_features
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"))
-    parser.add_argument("--features", type=Path, default=Path("data/features"))
+    parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"), help="preprocessed shards")
+    parser.add_argument("--features", type=Path, default=Path("data/features"), help="face-feature shards and split")
     parser.add_argument("--encoder", type=Path, default=Path("models/voice_encoder.pt"))
     parser.add_argument("--decoder", type=Path, default=Path("models/face_decoder.pt"))
+    parser.add_argument("--gan-models", type=Path, default=Path("models/gan"),
+                        help="folder of the GAN families' models (<family>.pt), one per train_gan.families")
     parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
     parser.add_argument("--grid", type=Path, default=Path("reports/face_grid.png"))
+    parser.add_argument("--comparison", type=Path, default=Path("reports/plots/families.csv"),
+                        help="one row per family: the numbers `dvc plots` compares")
     args = parser.parse_args(argv)
     params: EvaluateParams = load_params("evaluate", args.params)
-    crop: PreprocessParams = load_params("preprocess", args.params)
+    margin = load_params("preprocess", args.params).crop_margin
+    features: FeaturesParams = load_params("features", args.params)
+    gans: TrainGanParams = load_params("train_gan", args.params)
     test = load_split(args.pre, args.features, "test", audio=True, faces=True)
     if problem := clip_length_problem("evaluate.short_seconds", params.short_seconds,
                                       test.audio.shape[1] / SAMPLE_RATE, args.params, equal_ok=False):
         raise SystemExit(f"error: {problem}")
-    train = load_split(args.pre, args.features, "train", audio=False)
+    train = load_split(args.pre, args.features, "train", audio=True)
     dev = setup_runtime().device
+    backend = get_backend(features.backend, **({"weights": features.vggface_weights}
+                                               if features.backend == "vggface" else {}))
+    short = short_key(params.short_seconds)
+
     encoder, decoder = load_model(args.encoder, dev), load_model(args.decoder, dev)
-    pred_short = predict_short(encoder, test.audio, params.short_seconds)
-    pred_full = predict_features(encoder, test.audio)
-    report = evaluate_paper(pred_short, pred_full, test, train, decoder, params.ks, params.gallery_size, params.seed,
-                            params.craniofacial_max, crop.crop_margin, params.short_seconds)
-    grid = paper_face_grid(test, pred_short, pred_full, decoder, params.grid_speakers)
+    pred = {short: predict_short(encoder, test.audio, params.short_seconds), "6s": predict_features(encoder, test.audio)}
+    s2f_report = evaluate_paper(pred[short], pred["6s"], test, train, decoder, params.ks, params.gallery_size,
+                                params.seed, params.craniofacial_max, margin, params.short_seconds)
+    decoded = {length: decode_images(decoder, p) for length, p in pred.items()}
+    s2f_report["decoded"] = image_metrics(decoded, test, backend, params.ks, params.gallery_size, params.seed, margin)
+    report, generated = {"speech2face": s2f_report, "ridge": ridge_report(test, train, params, args.params)}, {}
+    held = unseen_speech(train.manifest, gans.unseen_speech_per_speaker)
+    for family in gans.families:
+        print(f"evaluate: {family}")
+        generate = gan_generator(load_model(args.gan_models / f"{family}.pt", dev))
+        generated[family] = generate_faces(generate, test.audio, params.short_seconds)
+        report[family] = image_metrics(generated[family], test, backend, params.ks, params.gallery_size,
+                                       params.seed, margin)
+        if held.any():
+            report[family]["unseen_speech"] = unseen_speech_metrics(
+                generate(train.audio[held]), train.speakers[held], _rows(train, ~held), backend, margin)
+    report = finite_or_none(report)
+    grid = _grid(test, pred, decoded, generated, decoder, params.grid_speakers, short)
     args.grid.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.grid)
     write_json(args.metrics, report)
+    write_curve(args.comparison, comparison_rows(report))
     with stage_run("evaluate", params.model_dump()) as run:  # guarded: a tracker outage costs a warning, not the stage
         run.log_metrics(flatten_metrics(report))
-        run.log_artifact(args.grid)
-        run.log_artifact(args.metrics)
-    six = report["retrieval"]["6s"]
-    shown = {k: round(v, 3) for k, v in six.items() if k.startswith(("recall", "chance", "gallery"))}
-    short = short_key(params.short_seconds)
-    print(f"evaluate (6 s): {shown}; {short} R@1 {report['retrieval'][short].get('recall_at_1', float('nan')):.3f}")
+        for path in (args.grid, args.metrics, args.comparison):
+            run.log_artifact(path)
+    for row in comparison_rows(report):
+        print("evaluate: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+
+
+def ridge_report(test: SplitData, train: SplitData, params: EvaluateParams, params_file: Path) -> dict:
+    """The baseline the voice encoder must beat: ridge regression from spectral statistics to face features, its
+    strength chosen on the encoder's own validation speakers (`train_encoder.validation`)."""
+    validation = load_params("train_encoder", params_file).validation
+    ridge = ridge_baseline_predictions(train.audio, train.embedding, train.speakers, test.audio, params.short_seconds,
+                                       max(validation.fraction, 0.2), validation.seed)
+    preds = {short_key(params.short_seconds): ridge.pred_short, "6s": ridge.pred_6s}
+    return {"features": {name: feature_distances(p, test.embedding) for name, p in preds.items()},
+            "retrieval": {name: retrieval_metrics(p, test, params.ks, params.gallery_size, params.seed)
+                          for name, p in preds.items()}}
+
+
+def comparison_rows(report: dict) -> list[dict]:
+    """One row per family of the headline numbers at 6 s (Speech2Face twice: its feature and its decoded image)."""
+    rows = []
+    for family, section in report.items():
+        for name, part in ((family, section), (f"{family} (image)", section.get("decoded"))):
+            if part is None or "retrieval" not in part:
+                continue
+            six = part["retrieval"]["6s"]
+            rows.append({"family": name, "recall_at_1": six.get("recall_at_1"), "recall_at_10": six.get("recall_at_10"),
+                         "chance_at_10": six.get("chance_at_10"),
+                         "matching": part.get("matching", {}).get("6s", {}).get("accuracy"),
+                         "detection_ratio": part.get("images", {}).get("detection_ratio")})
+    return rows
+
+
+def _rows(data: SplitData, keep: np.ndarray) -> SplitData:
+    return SplitData(data.manifest[keep].reset_index(drop=True), data.embedding[keep],
+                     None if data.audio is None else data.audio[keep], None if data.face is None else data.face[keep])
+
+
+def _grid(test: SplitData, pred: dict, decoded: dict, generated: dict, decoder, speakers: int, short: str):
+    """True face | Speech2Face from the face feature, from 3 s, from 6 s | each GAN family from 6 s."""
+    rows = speaker_rows(test, speakers)
+    columns = [decode_images(decoder, test.embedding[rows]), decoded[short][rows], decoded["6s"][rows]]
+    columns += [faces["6s"][rows] for faces in generated.values()]
+    titles = (*GRID_TITLES, *(f"{family} 6 s" for family in generated))
+    return face_grid(test.face[rows], columns, titles)
 
 
 if __name__ == "__main__":

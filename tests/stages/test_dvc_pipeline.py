@@ -39,19 +39,30 @@ def test_a_second_clone_reproduces_dvc_lock_byte_for_byte(repo, tmp_path):
 
 def test_repro_runs_every_stage_and_writes_the_reports(repo):
     report = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(report) == {"speech2face", "wen2019", "wav2pix"}  # one table: every family, keyed by name
+    s2f = report["speech2face"]
     for seconds in ("3s_repeated", "6s"):
-        retrieval, features = report["retrieval"][seconds], report["features"][seconds]
+        retrieval, features = s2f["retrieval"][seconds], s2f["features"][seconds]
         assert retrieval["gallery_size"] == 3  # 6 speakers, half held out: fewer than 100, so all of them
         assert retrieval["chance_at_1"] == pytest.approx(1 / 3)
         assert 0.0 <= retrieval["recall_at_1"] <= retrieval["recall_at_2"] <= 1.0
         assert set(features) == {"cosine_mean", "l1_mean", "l2_mean"}
-    assert report["gender"]["labelled"] == 0 and "reason" in report["gender"]  # the demo corpus has no labels
-    assert report["craniofacial"]["samples"] == 6 and "nose_width" in report["craniofacial"]["voice_vs_face_decoded"]
+    assert s2f["gender"]["labelled"] == 0  # the demo corpus has no labels
+    assert s2f["craniofacial"]["samples"] == 6 and "nose_width" in s2f["craniofacial"]["voice_vs_face_decoded"]
+    for family in ("wen2019", "wav2pix"):  # the GANs' faces measured as images, like Speech2Face's decoded ones
+        for section in (report[family], s2f["decoded"]):
+            assert section["retrieval"]["6s"]["chance_at_1"] == pytest.approx(1 / 3)
+            assert 0.0 <= section["matching"]["6s"]["accuracy"] <= 1.0 and section["matching"]["6s"]["chance"] == 0.5
+            assert section["images"]["generated"] == 6
+        assert report[family]["unseen_speech"]["classes"] == 3  # one clip of each of the 3 training speakers
+    comparison = (repo / "reports/plots/families.csv").read_text().splitlines()
+    assert comparison[0].startswith("family,") and len(comparison) == 1 + 4  # s2f feature + image, two GANs
     assert (repo / "data/features/identity_head.pt").is_file()
     assert (repo / "reports/face_grid.png").stat().st_size > 0
+    assert (repo / "models/gan/wen2019.pt").is_file() and (repo / "models/gan/wav2pix.json").is_file()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"download", "preprocess", "features", "train_decoder", "train_encoder", "evaluate",
-                                   "register"}
+    assert set(lock["stages"]) == {"download", "preprocess", "features", "train_decoder", "train_encoder",
+                                   "train_gan@wen2019", "train_gan@wav2pix", "evaluate", "register"}
 
 
 def test_training_and_evaluation_are_in_the_mlflow_store(repo):
@@ -61,9 +72,17 @@ def test_training_and_evaluation_are_in_the_mlflow_store(repo):
     experiment = client.get_experiment_by_name("speech2face")
     runs = client.search_runs([experiment.experiment_id])
     by_stage = {r.data.tags["stage"]: r for r in runs}
-    assert set(by_stage) == {"train_decoder", "train_encoder", "evaluate", "register"}
+    assert set(by_stage) == {"train_decoder", "train_encoder", "train_gan@wen2019", "train_gan@wav2pix", "evaluate",
+                             "register"}
     assert len(client.get_metric_history(by_stage["train_encoder"].info.run_id, "loss_total")) == 2  # per epoch
-    assert "retrieval.6s.recall_at_1" in by_stage["evaluate"].data.metrics
+    assert "speech2face.retrieval.6s.recall_at_1" in by_stage["evaluate"].data.metrics
+    assert "wav2pix.images.detection_ratio" in by_stage["evaluate"].data.metrics
+    for family in ("wen2019", "wav2pix"):  # every D and G term per epoch, and a sample grid per epoch
+        gan_run = by_stage[f"train_gan@{family}"].info.run_id
+        for term in ("loss_d_total", "loss_g_total", "loss_g_adversarial", "loss_d_fake"):
+            assert len(client.get_metric_history(gan_run, term)) == 2, (family, term)
+        samples = {f.path for f in client.list_artifacts(gan_run, "samples")}
+        assert samples == {"samples/epoch_001.png", "samples/epoch_002.png"}
     for term in ("loss_decoder_l1", "loss_normalized_l2", "loss_distill", "loss_total"):
         assert len(client.get_metric_history(by_stage["train_encoder"].info.run_id, term)) == 2, term
     for term in ("loss_texture_l1", "loss_landmark_mse", "loss_identity", "proxy_loss_total"):
@@ -72,17 +91,19 @@ def test_training_and_evaluation_are_in_the_mlflow_store(repo):
     assert encoder_files == {"model/voice_encoder.pt", "model/voice_encoder.json"}
 
 
-def test_register_makes_tagged_challengers_of_all_three_models(repo):
+def test_register_makes_tagged_challengers_of_every_model(repo):
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlruns.db'}")
     commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
     features_md5 = next(o["md5"] for o in lock["features"]["outs"] if o["path"] == "data/features")
-    recall = json.loads((repo / "reports/metrics.json").read_text())["retrieval"]["6s"]["recall_at_1"]
+    report = json.loads((repo / "reports/metrics.json").read_text())
+    recall = report["speech2face"]["retrieval"]["6s"]["recall_at_1"]
     written = json.loads((repo / "reports/registry_versions.json").read_text())["versions"]
     lineage = json.loads((repo / "reports/registry.json").read_text())  # the DVC output: content, no versions
-    assert set(lineage) == {"model.sha256", "dvc.data.features", "dvc.data.preprocess", "dvc.data.download"}
+    assert set(lineage) == {"model.sha256", "wen2019.model.sha256", "wav2pix.model.sha256", "dvc.data.features",
+                            "dvc.data.preprocess", "dvc.data.download"}
     for name in ("speech2face", "s2f-voice-encoder", "s2f-face-decoder"):
         version = client.get_model_version_by_alias(name, "challenger")
         assert str(version.version) == written[name] == "1"
@@ -90,6 +111,12 @@ def test_register_makes_tagged_challengers_of_all_three_models(repo):
         assert version.tags["dvc.data.features"] == features_md5
         assert version.tags["model.sha256"] == lineage["model.sha256"]
         assert float(version.tags["metric.retrieval.6s.recall_at_1"]) == pytest.approx(recall)
+    for family in ("wen2019", "wav2pix"):  # each GAN family beside speech2face, tagged with its own section
+        version = client.get_model_version_by_alias(family, "challenger")
+        assert str(version.version) == written[family] == "1" and version.tags["family"] == family
+        assert version.tags["model.sha256"] == lineage[f"{family}.model.sha256"]
+        assert float(version.tags["metric.retrieval.6s.recall_at_1"]) == pytest.approx(
+            report[family]["retrieval"]["6s"]["recall_at_1"])
     composite = client.get_model_version("speech2face", "1")
     assert composite.tags["component.s2f-voice-encoder"] == "1" and composite.tags["component.s2f-face-decoder"] == "1"
 
