@@ -11,11 +11,12 @@ from s2f.promotion import promote_or_rollback
 
 
 @flow(name="promote", log_prints=True)
-def promote(rollback: bool = False, params: str = "params.yaml") -> str:
-    """Move `champion` to `speech2face@challenger` if it passes the gate in `params`, or roll back."""
+def promote(rollback: bool = False, params: str = "params.yaml", model: str = "speech2face") -> str:
+    """Move `champion` to `<model>@challenger` if it passes the gate in `params`, or roll back; `model` is
+    `speech2face` or a GAN family (`wen2019`, `wav2pix`)."""
     import mlflow
 
     gate = None if rollback else load_section("promote", params)
-    message = promote_or_rollback(mlflow.MlflowClient(tracking_uri()), gate)
+    message = promote_or_rollback(mlflow.MlflowClient(tracking_uri()), gate, model)
     get_run_logger().info(message)
     return message

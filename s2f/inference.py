@@ -1,4 +1,7 @@
-"""Voice → face for one clip at a time: decode any audio file, run the trained encoder and decoder, make a PNG.
+"""Voice → face for one clip at a time: decode any audio file, run the trained model, make a PNG.
+
+Two kinds of model answer the same calls (`faces`, `face`, `image_size`): `Speech2Face` (the voice encoder and face
+decoder) and `GanFaces` (a GAN family's `VoiceToFace` network: wen2019, wav2pix).
 
 What serving (`s2f.serving`), `s2f infer` and the Prefect flows share. Nothing here touches MLflow or the network;
 the only I/O is bytes in, bytes out.
@@ -26,9 +29,10 @@ from PIL import Image
 from scipy.signal import firwin, upfirdn
 
 from s2f.audio import SAMPLE_RATE, fit_to_clip
-from s2f.io.checkpoints import load_model
+from s2f.io.checkpoints import ModelFileError, load_model, read_meta
 from s2f.models.face_decoder import FaceDecoder
 from s2f.models.voice_encoder import VoiceEncoder
+from s2f.models.voice_to_face import VoiceToFace
 
 MAX_SECONDS = 30.0     # a request longer than this is refused: the encoder only looks at 6 s anyway
 MIN_SECONDS = 1.0      # as preprocess (params.yaml preprocess.min_seconds): less is too little voice to repeat
@@ -213,8 +217,26 @@ def decode(decoder: FaceDecoder, features: np.ndarray, batch_size: int = 16) -> 
     device = next(decoder.parameters()).device
     x = torch.as_tensor(np.asarray(features, np.float32))
     images = [decoder(x[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(x), batch_size)]
-    image = torch.cat(images).clamp(0, 1).permute(0, 2, 3, 1)  # (N, S, S, 3)
-    return (image * 255).round().to(torch.uint8).numpy()
+    return _uint8_images(torch.cat(images))
+
+
+def _uint8_images(images: torch.Tensor) -> np.ndarray:
+    """(N, 3, S, S) floats in [0, 1] → (N, S, S, 3) uint8 RGB."""
+    return (images.clamp(0, 1).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+
+
+@torch.no_grad()
+def generate(model: VoiceToFace, waves: Sequence[np.ndarray], seconds: float = CLIP_SECONDS,
+             batch_size: int = 16) -> np.ndarray:
+    """16 kHz float waveforms of any length ≥ 1 sample → (N, S, S, 3) uint8 faces from a GAN family's network,
+    each clip tiled/cut to `seconds` as for the encoder (`s2f.audio.fit_to_clip`)."""
+    if len(waves) == 0:
+        return np.zeros((0, model.image_size, model.image_size, 3), np.uint8)
+    device = next(model.parameters()).device
+    clips = np.stack([fit_to_clip(np.asarray(w, np.float32), seconds) for w in waves])  # (N, L)
+    images = [model(torch.from_numpy(clips[i:i + batch_size]).to(device)).float().cpu()
+              for i in range(0, len(clips), batch_size)]
+    return _uint8_images(torch.cat(images))
 
 
 class Speech2Face:
@@ -243,6 +265,41 @@ class Speech2Face:
     def faces(self, waves: Sequence[np.ndarray]) -> np.ndarray:
         """N waveforms → (N, S, S, 3) uint8 faces, batched."""
         return decode(self.decoder, encode(self.encoder, waves, self.seconds))
+
+    def face(self, wave16k: np.ndarray) -> np.ndarray:
+        """(L,) 16 kHz waveform → (S, S, 3) uint8 face."""
+        return self.faces([wave16k])[0]
+
+
+class GanFaces:
+    """A trained GAN family's audio → face network (`VoiceToFace`): a voice clip in, a face image out, answering
+    as `Speech2Face` does."""
+
+    def __init__(self, model: VoiceToFace, seconds: float = CLIP_SECONDS):
+        if not isinstance(model, VoiceToFace):
+            raise ValueError(f"a {type(model).__name__} is not a GAN family's audio → face model (VoiceToFace)")
+        self.model, self.seconds = model.eval(), seconds
+
+    @classmethod
+    def from_file(cls, model_pt: Path, device: str | torch.device | None = None) -> GanFaces:
+        """From a `save_model` output: X.pt weights (loaded with weights_only) beside its X.json config; another
+        kind of model file (an encoder's, a decoder's) is a `ModelFileError` naming it, before any weight is read."""
+        kind = read_meta(Path(model_pt)).get("kind")
+        if kind != "VoiceToFace":
+            raise ModelFileError(f"{model_pt}: a {kind} model, not a GAN family's audio → face model (VoiceToFace)")
+        return cls(load_model(Path(model_pt), device or default_device()))
+
+    @property
+    def family(self) -> str:
+        return self.model.config.family
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    def faces(self, waves: Sequence[np.ndarray]) -> np.ndarray:
+        """N waveforms → (N, S, S, 3) uint8 faces, batched."""
+        return generate(self.model, waves, self.seconds)
 
     def face(self, wave16k: np.ndarray) -> np.ndarray:
         """(L,) 16 kHz waveform → (S, S, 3) uint8 face."""

@@ -5,6 +5,10 @@ function of two numbers, so it is tested without a registry. Applying it writes 
 challenger version (`promotion.*` tags), whichever way it goes: the registry itself answers "why is this the
 champion?" and "why was that one refused?". Refusal raises `PromotionRefused`, which the CLI turns into a non-zero
 exit and the flow into a failed run, both with the reason.
+
+Every audio → face model family is promoted the same way, each on its own: `speech2face` (whose encoder and decoder
+versions move with it) or a GAN family (`wen2019`, `wav2pix`), compared on the same gate metric of its own section of
+the evaluation report.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ def decide(gate: PromoteParams, challenger: float | None, champion: float | None
     return Decision(gain > 0 and gain >= gate.min_improvement, verdict, challenger, champion)
 
 
-def _record(client, version: str, decision: Decision, gate: PromoteParams, champion_version: str | None) -> None:
+def _record(client, name: str, version: str, decision: Decision, gate: PromoteParams,
+            champion_version: str | None) -> None:
     tags = {"promotion.decision": "promoted" if decision.promote else "refused",
             "promotion.reason": decision.reason, "promotion.metric": gate.metric,
             "promotion.min_improvement": repr(gate.min_improvement),
@@ -61,55 +66,56 @@ def _record(client, version: str, decision: Decision, gate: PromoteParams, champ
             "promotion.champion_version": champion_version or "none",
             "promotion.at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     for key, value in tags.items():
-        client.set_model_version_tag(COMPOSITE, version, key, value)
+        client.set_model_version_tag(name, version, key, value)
 
 
-def promote(client, gate: PromoteParams) -> Decision:
-    """Apply the gate to `speech2face@challenger`; on success it (and its components) become `champion`."""
-    challenger = alias_version(client, COMPOSITE, CHALLENGER)
+def promote(client, gate: PromoteParams, name: str = COMPOSITE) -> Decision:
+    """Apply the gate to `name@challenger` (default `speech2face`, or a GAN family); on success it becomes
+    `champion` (the composite with its components, a family alone)."""
+    challenger = alias_version(client, name, CHALLENGER)
     if challenger is None:
-        raise PromotionRefused(f"no {COMPOSITE}@{CHALLENGER} in this tracking store: run the pipeline first (dvc repro "
+        raise PromotionRefused(f"no {name}@{CHALLENGER} in this tracking store: run the pipeline first (dvc repro "
                                f"registers one; `dvc repro -f register` when the stage was restored from a run-cache "
                                f"made against another store)")
-    champion = alias_version(client, COMPOSITE, CHAMPION)
+    champion = alias_version(client, name, CHAMPION)
     if champion is not None and champion.version == challenger.version:
-        raise PromotionRefused(f"{COMPOSITE} version {challenger.version} is already the champion")
+        raise PromotionRefused(f"{name} version {challenger.version} is already the champion")
     if ROLLED_BACK_TAG in challenger.tags:
-        raise PromotionRefused(f"{COMPOSITE} version {challenger.version} was rolled back; register a new one")
+        raise PromotionRefused(f"{name} version {challenger.version} was rolled back; register a new one")
     decision = decide(gate, metric_of(challenger.tags, gate.metric),
                       None if champion is None else metric_of(champion.tags, gate.metric), champion is not None)
-    _record(client, challenger.version, decision, gate, None if champion is None else str(champion.version))
+    _record(client, name, challenger.version, decision, gate, None if champion is None else str(champion.version))
     if not decision.promote:
-        raise PromotionRefused(f"refused {COMPOSITE} version {challenger.version}: {decision.reason}")
-    history = (champion_history(client) + ([str(champion.version)] if champion is not None else []))[-HISTORY_KEPT:]
-    set_champion(client, challenger, history)
+        raise PromotionRefused(f"refused {name} version {challenger.version}: {decision.reason}")
+    history = champion_history(client, name) + ([str(champion.version)] if champion is not None else [])
+    set_champion(client, challenger, history[-HISTORY_KEPT:], name)
     return decision
 
 
-def promote_or_rollback(client, gate: PromoteParams | None) -> str:
-    """What `s2f promote` and the promote flow do: apply `gate`, or roll back when it is None; returns what happened
-    (a refusal raises `PromotionRefused` with the reason)."""
+def promote_or_rollback(client, gate: PromoteParams | None, name: str = COMPOSITE) -> str:
+    """What `s2f promote` and the promote flow do: apply `gate` to the registered model `name`, or roll it back when
+    `gate` is None; returns what happened (a refusal raises `PromotionRefused` with the reason)."""
     if gate is None:
-        return f"rolled back; {COMPOSITE}@{CHAMPION} is version {rollback(client)}"
-    return f"{COMPOSITE}@{CHALLENGER} is now the champion ({promote(client, gate).reason})"
+        return f"rolled back; {name}@{CHAMPION} is version {rollback(client, name)}"
+    return f"{name}@{CHALLENGER} is now the champion ({promote(client, gate, name).reason})"
 
 
-def rollback(client) -> str:
-    """Make the previous champion the champion again; returns its version.
+def rollback(client, name: str = COMPOSITE) -> str:
+    """Make the previous champion of `name` the champion again; returns its version.
 
     The rolled-back version loses the `challenger` alias and is marked, so a later (perhaps scheduled) `promote`
     cannot put it back."""
-    history = champion_history(client)
+    history = champion_history(client, name)
     if not history:
-        raise PromotionRefused(f"{COMPOSITE} has no previous champion to roll back to")
-    current = alias_version(client, COMPOSITE, CHAMPION)
-    previous = client.get_model_version(COMPOSITE, history[-1])
-    set_champion(client, previous, history[:-1])
+        raise PromotionRefused(f"{name} has no previous champion to roll back to")
+    current = alias_version(client, name, CHAMPION)
+    previous = client.get_model_version(name, history[-1])
+    set_champion(client, previous, history[:-1], name)
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    client.set_model_version_tag(COMPOSITE, previous.version, "promotion.rollback_at", stamp)
+    client.set_model_version_tag(name, previous.version, "promotion.rollback_at", stamp)
     if current is not None:
-        client.set_model_version_tag(COMPOSITE, current.version, ROLLED_BACK_TAG, stamp)
-        challenger = alias_version(client, COMPOSITE, CHALLENGER)
+        client.set_model_version_tag(name, current.version, ROLLED_BACK_TAG, stamp)
+        challenger = alias_version(client, name, CHALLENGER)
         if challenger is not None and challenger.version == current.version:
-            client.delete_registered_model_alias(COMPOSITE, CHALLENGER)
+            client.delete_registered_model_alias(name, CHALLENGER)
     return previous.version

@@ -1,14 +1,17 @@
 """The MLflow model registry: what a pipeline run registers, and the aliases promotion moves.
 
-Every run that produces new models registers three versions together: the voice encoder (audio → face feature), the
-face decoder (face feature → image) and the composite `speech2face` (audio → face PNG) that serving loads. Each
-version carries tags that say where it came from and how good it is (git commit, the DVC hashes of the data it was
-trained on, every evaluation metric as `metric.<name>`), so a promotion decision needs nothing but the registry. The
-composite names its component versions, so moving an alias moves all three consistently.
+Every run that produces new models registers, for Speech2Face, three versions together: the voice encoder (audio →
+face feature), the face decoder (face feature → image) and the composite `speech2face` (audio → face PNG) that
+serving loads; and for each GAN family trained (`train_gan.families`), one audio → face version registered under the
+family's name (`wen2019`, `wav2pix`), served the same way. Each version carries tags that say where it came from and
+how good it is (git commit, the DVC hashes of the data it was trained on, the sha256 of its model files, its
+`family`, and every metric of ITS OWN section of the evaluation report as `metric.<name>`, so one gate metric means
+the same for every family), so a promotion decision needs nothing but the registry. The composite names its
+component versions, so moving an alias moves all three consistently.
 
 Aliases, not stages: `challenger` is the newest registered candidate, `champion` is what inference serves
-(`models:/speech2face@champion`). The registered model tag `champion_history` keeps the previous champions, newest
-last, so a rollback knows where to go.
+(`models:/speech2face@champion`, `models:/wen2019@champion`). Each registered model's tag `champion_history` keeps
+its previous champions, newest last, so a rollback knows where to go.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
 METRIC_TAG = "metric."
 COMPONENT_TAG = "component."
+FAMILY_TAG = "family"      # the model family a version belongs to: speech2face, wen2019, wav2pix
+SHA_TAG = "model.sha256"
 
 # dvc.lock outputs whose content hashes identify the data a model was trained on
 DATA_OUTPUTS = {"features": "data/features", "preprocess": "data/preprocessed", "download": "data/raw"}
@@ -59,14 +64,27 @@ def dvc_data_version(lock_path: Path = Path("dvc.lock")) -> dict[str, str]:
     return version
 
 
-def models_sha256(encoder: Path, decoder: Path) -> str:
-    """One content hash of the weights and configs of both models: what a version is, whatever store holds it."""
+def models_sha256(*models: Path) -> str:
+    """One content hash of the weights and configs of the models (X.pt and X.json each): what a version is, whatever
+    store holds it. Speech2Face's is over the encoder and the decoder, a GAN family's over its one model."""
     import hashlib
 
     from s2f.io.hashing import file_sha256
 
-    files = [encoder, encoder.with_suffix(".json"), decoder, decoder.with_suffix(".json")]
+    files = [f for model in models for f in (model, model.with_suffix(".json"))]
     return hashlib.sha256("".join(file_sha256(f) for f in files).encode()).hexdigest()
+
+
+def report_section(report: dict, name: str, source: object = "the evaluation report") -> dict[str, float]:
+    """The flattened metrics of `name`'s own section of the family-keyed report (`report["wen2019"]`); a missing
+    section is an error naming it, not a version registered without metrics that no gate could compare."""
+    from s2f.evaluation import flatten_metrics
+
+    section = report.get(name)
+    if not isinstance(section, dict):
+        raise ValueError(f"{source} has no section {name!r} (sections: {', '.join(map(str, report)) or 'none'}); "
+                         f"the evaluate stage writes one per model family")
+    return flatten_metrics(section)
 
 
 def metric_tags(flat_metrics: dict[str, float]) -> dict[str, str]:
@@ -94,13 +112,32 @@ def register_candidates(encoder: Path, decoder: Path, flat_metrics: dict[str, fl
              COMPOSITE: log_speech2face(encoder, decoder, registered_model_name=COMPOSITE)}
     versions = {name: str(info.registered_model_version) for name, info in infos.items()}
     client = mlflow.MlflowClient()
-    tags = {**provenance, **metric_tags(flat_metrics), "run_id": run.info.run_id}
+    tags = {FAMILY_TAG: COMPOSITE, **provenance, **metric_tags(flat_metrics), "run_id": run.info.run_id}
     components = {f"{COMPONENT_TAG}{ENCODER}": versions[ENCODER], f"{COMPONENT_TAG}{DECODER}": versions[DECODER]}
     for name, version in versions.items():
         for key, value in (tags | (components if name == COMPOSITE else {})).items():
             client.set_model_version_tag(name, version, key, value)
         client.set_registered_model_alias(name, CHALLENGER, version)
     return Registered(versions, run.info.run_id)
+
+
+def register_family(model: Path, family: str, flat_metrics: dict[str, float], provenance: dict[str, str]) -> str:
+    """Log and register a GAN family's audio → face model in the active MLflow run as the registered model `family`,
+    tag it (`family`, provenance, its own metrics, run id) and alias it `challenger`; returns the version."""
+    import mlflow
+
+    from s2f.serving.log import log_voice_to_face
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("register_family needs an active MLflow run (s2f.io.tracking.stage_run)")
+    version = str(log_voice_to_face(model, family, registered_model_name=family).registered_model_version)
+    client = mlflow.MlflowClient()
+    tags = {FAMILY_TAG: family, **provenance, **metric_tags(flat_metrics), "run_id": run.info.run_id}
+    for key, value in tags.items():
+        client.set_model_version_tag(family, version, key, value)
+    client.set_registered_model_alias(family, CHALLENGER, version)
+    return version
 
 
 def alias_version(client, name: str, alias: str):
@@ -113,16 +150,23 @@ def alias_version(client, name: str, alias: str):
         return None
 
 
-def champion_history(client) -> list[str]:
-    tags = client.get_registered_model(COMPOSITE).tags
+def champion_history(client, name: str = COMPOSITE) -> list[str]:
+    """The previous champions of the registered model `name`, newest last ([] when it is not registered at all)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        tags = client.get_registered_model(name).tags
+    except MlflowException:
+        return []
     return json.loads(tags.get(HISTORY_TAG, "[]"))
 
 
-def set_champion(client, composite_version, history: list[str]) -> None:
-    """Alias `champion` on the composite version and on the component versions it was registered with."""
-    client.set_registered_model_alias(COMPOSITE, CHAMPION, composite_version.version)
-    for component in (ENCODER, DECODER):
-        version = composite_version.tags.get(f"{COMPONENT_TAG}{component}")
-        if version:
-            client.set_registered_model_alias(component, CHAMPION, version)
-    client.set_registered_model_tag(COMPOSITE, HISTORY_TAG, json.dumps(history))
+def set_champion(client, version, history: list[str], name: str = COMPOSITE) -> None:
+    """Alias `champion` on the version of `name` and on the component versions it was registered with (the
+    composite's encoder and decoder; a GAN family has none)."""
+    client.set_registered_model_alias(name, CHAMPION, version.version)
+    for component in (ENCODER, DECODER) if name == COMPOSITE else ():
+        component_version = version.tags.get(f"{COMPONENT_TAG}{component}")
+        if component_version:
+            client.set_registered_model_alias(component, CHAMPION, component_version)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))

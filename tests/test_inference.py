@@ -165,3 +165,37 @@ def test_every_refusal_reason_is_documented_in_serving_md():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
     table = doc[doc.index("| reason | when |"):].split("\n\n")[0]
     assert set(re.findall(r"^\| `(\w+)` \|", table, re.M)) == set(REASONS)
+
+
+@pytest.fixture(scope="module")
+def gan(tmp_path_factory):
+    from s2f.inference import GanFaces
+    from tests.serving import tiny_gan
+
+    return GanFaces.from_file(tiny_gan(tmp_path_factory.mktemp("gan")), device="cpu")
+
+
+def test_a_gan_family_sees_6_seconds_and_draws_its_image_size(gan):
+    """A GAN family's network gets serving's clip policy too: a 2 s clip as itself three times, 9 s cut to 6 s."""
+    seen = []
+    hook = gan.model.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape))
+    rng = np.random.default_rng(0)
+    short, longer = ((0.1 * rng.standard_normal(int(s * SAMPLE_RATE))).astype(np.float32) for s in (2.0, 9.0))
+    try:
+        np.testing.assert_array_equal(gan.face(short), gan.face(np.tile(short, 3)))
+        np.testing.assert_array_equal(gan.face(longer), gan.face(longer[:6 * SAMPLE_RATE]))
+        faces = gan.faces([short, longer])
+    finally:
+        hook.remove()
+    assert set(seen) == {torch.Size([1, 6 * SAMPLE_RATE]), torch.Size([2, 6 * SAMPLE_RATE])}
+    assert faces.shape == (2, gan.image_size, gan.image_size, 3) == (2, 64, 64, 3) and faces.dtype == np.uint8
+    assert gan.family == "wav2pix" and gan.faces([]).shape == (0, 64, 64, 3)
+
+
+def test_a_gan_file_must_hold_a_gan_family(tmp_path):
+    from s2f.inference import GanFaces
+    from s2f.io.checkpoints import ModelFileError
+
+    encoder_pt, _ = tiny_models(tmp_path)
+    with pytest.raises(ModelFileError, match="voice_encoder.pt: a VoiceEncoder model, not a GAN family's"):
+        GanFaces.from_file(encoder_pt)

@@ -102,3 +102,82 @@ def test_promote_refuse_and_rollback_through_the_cli(registry, capsys):
 def test_promote_without_any_registration_says_what_to_do(registry, capsys):
     assert _promote() == 1
     assert "run the pipeline first" in capsys.readouterr().err
+
+
+@pytest.fixture
+def families(registry, tmp_path):
+    """`register(recall)` of the speech2face fixture, plus `register_gan(family, recall)`: the family's tiny model
+    registered as a new challenger of the registered model named after it."""
+    from s2f.io.tracking import stage_run
+    from s2f.registry import register_family
+    from tests.serving import tiny_gan
+
+    register, client = registry
+    models = {family: tiny_gan(tmp_path, family) for family in ("wav2pix", "wen2019")}
+
+    def register_gan(family: str, recall: float) -> str:
+        with stage_run("register", {}):
+            return register_family(models[family], family, {"retrieval.6s.recall_at_1": recall},
+                                   {"git_commit": "abc", "model.sha256": "f" * 64})
+
+    return register, register_gan, client
+
+
+def _aliases(client, name: str) -> dict[str, str]:
+    return {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
+
+
+def test_a_family_is_registered_under_its_name_with_its_own_metrics(families):
+    _, register_gan, client = families
+    assert register_gan("wav2pix", 0.125) == "1"
+    version = client.get_model_version_by_alias("wav2pix", "challenger")
+    assert str(version.version) == "1"
+    assert version.tags["family"] == "wav2pix" and version.tags["git_commit"] == "abc"
+    assert version.tags["model.sha256"] == "f" * 64 and version.tags["run_id"]
+    assert float(version.tags["metric.retrieval.6s.recall_at_1"]) == 0.125
+    assert not any(key.startswith("component.") for key in version.tags)
+
+
+def test_a_wrong_familys_weights_are_not_registered(families, tmp_path):
+    from s2f.io.checkpoints import ModelFileError
+    from s2f.io.tracking import stage_run
+    from s2f.registry import register_family
+
+    with pytest.raises(ModelFileError, match="a wav2pix model, not the GAN family 'wen2019'"), \
+            stage_run("register", {}):
+        register_family(tmp_path / "wav2pix.pt", "wen2019", {}, {})
+
+
+def test_promote_a_family_moves_only_its_own_alias_and_refuses_through_the_same_gate(families, capsys):
+    register, register_gan, client = families
+    register(0.50)
+    assert _promote() == 0                                            # speech2face v1 is the champion
+    register_gan("wav2pix", 0.10)
+    register_gan("wen2019", 0.90)
+    assert _promote("--model", "wav2pix") == 0                        # no wav2pix champion yet
+    assert "wav2pix@challenger is now the champion" in capsys.readouterr().out
+    assert _aliases(client, "wav2pix") == {"challenger": "1", "champion": "1"}
+    assert _aliases(client, "wen2019") == {"challenger": "1"}         # another family is not touched
+    assert _aliases(client, "speech2face")["champion"] == "1"
+
+    register_gan("wav2pix", 0.105)                                    # better by less than 0.01: refused
+    assert _promote("--model", "wav2pix") == 1
+    assert "refused wav2pix version 2" in capsys.readouterr().err
+    refused = client.get_model_version("wav2pix", "2")
+    assert refused.tags["promotion.decision"] == "refused"
+    assert float(refused.tags["promotion.champion_value"]) == pytest.approx(0.10)
+
+    register_gan("wav2pix", 0.20)
+    assert _promote("--model", "wav2pix") == 0
+    assert _aliases(client, "wav2pix") == {"challenger": "3", "champion": "3"}
+    assert _aliases(client, "speech2face")["champion"] == "1"         # speech2face's champion stays
+    assert _promote("--model", "wav2pix", "--rollback") == 0
+    assert _aliases(client, "wav2pix")["champion"] == "1" and "challenger" not in _aliases(client, "wav2pix")
+    assert _aliases(client, "speech2face")["champion"] == "1"
+    assert _promote("--model", "wen2019", "--rollback") == 1          # its history is its own: empty
+    assert "wen2019 has no previous champion" in capsys.readouterr().err
+
+
+def test_promote_refuses_an_unknown_model_name(registry, capsys):
+    assert _promote("--model", "s2f-voice-encoder") == 2               # a component moves with its composite only
+    assert "invalid choice" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Log the Speech2Face pyfuncs into the active MLflow run, as code plus weight files (see `s2f.serving`).
+"""Log the Speech2Face pyfuncs and the GAN families' ones into the active MLflow run, as code plus weight files (see
+`s2f.serving`).
 
 Each model is self-contained: the model file, this package as `code_paths`, the weights and configs as artifacts,
 explicit pip requirements (pinned to what is installed here; inferring them would import-trace the model, slowly),
@@ -24,6 +25,11 @@ from s2f.serving import WEIGHTS
 if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
 
+    # never imported (each sets MLflow's model when loaded); named here so that `s2f.lineage` counts the model files
+    # logged below by path in the register stage's code deps: a change to one re-registers the models
+    from s2f.serving import (face_decoder_model, speech2face_model, voice_encoder_model,  # noqa: F401
+                             voice_to_face_model)
+
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parent   # the whole `s2f` package travels with the model
 REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "soundfile", "pillow")
@@ -32,12 +38,32 @@ REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "soundfile", "pil
 def log_speech2face(encoder: Path, decoder: Path, name: str = "model",
                     registered_model_name: str | None = None) -> ModelInfo:
     """The composite: base64 audio (column `audio`) → base64 PNG (column `face`)."""
+    return _log_audio_to_face("speech2face_model.py", {"encoder": encoder, "decoder": decoder}, name,
+                              registered_model_name)
+
+
+def log_voice_to_face(model_pt: Path, family: str, name: str | None = None,
+                      registered_model_name: str | None = None) -> ModelInfo:
+    """A GAN family's `VoiceToFace` (X.pt + X.json): the composite's request and response, base64 audio (column
+    `audio`) → base64 PNG (column `face`). Logged as `name` (default: the family); a file of another family or kind
+    is refused, so `wav2pix` weights cannot be registered as `wen2019`."""
+    from s2f.io.checkpoints import ModelFileError, read_meta
+
+    meta = read_meta(Path(model_pt))
+    found = meta.get("config", {}).get("family") if meta.get("kind") == "VoiceToFace" else meta.get("kind")
+    if found != family:
+        raise ModelFileError(f"{model_pt}: a {found} model, not the GAN family {family!r}")
+    return _log_audio_to_face("voice_to_face_model.py", {"model": model_pt}, name or family, registered_model_name)
+
+
+def _log_audio_to_face(code: str, weights: dict[str, Path], name: str,
+                       registered_model_name: str | None) -> ModelInfo:
+    """Every audio → face model's signature and input example: the composite's and each GAN family's."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import ColSpec, Schema
 
     signature = ModelSignature(Schema([ColSpec("string", "audio")]), Schema([ColSpec("string", "face")]))
-    return _log("speech2face_model.py", {"encoder": encoder, "decoder": decoder}, name, registered_model_name,
-                signature, pd.DataFrame({"audio": [example_audio()]}))
+    return _log(code, weights, name, registered_model_name, signature, pd.DataFrame({"audio": [example_audio()]}))
 
 
 def log_voice_encoder(encoder: Path, name: str = "voice_encoder",

@@ -1,13 +1,16 @@
-"""register: put the trained models in the MLflow model registry as the new `challenger`.
+"""register: put the trained models in the MLflow model registry as the new `challenger`s.
 
-Registers three versions together: `s2f-voice-encoder` (audio → face feature), `s2f-face-decoder` (face feature →
-face image) and the composite `speech2face` (audio → face PNG, what `mlflow models serve` and `s2f infer` load).
-Each is tagged with the git commit, the DVC hashes of the data it was trained on (from dvc.lock) and every metric of
-reports/metrics.json (`metric.<name>`) and the sha256 of the model files, then aliased `challenger`.
-Writes OUT (the DVC output: the models' content hash and the data hashes, nothing run-specific, so a fresh clone's
-`dvc repro` reproduces `dvc.lock`) and, beside it, `registry_versions.json` (git-ignored, not a DVC output): the
-versions, run id and commit this run created in this tracking store. Promotion to `champion` is a separate, gated
-step: `s2f promote`.
+Registers three Speech2Face versions together: `s2f-voice-encoder` (audio → face feature), `s2f-face-decoder` (face
+feature → face image) and the composite `speech2face` (audio → face PNG, what `mlflow models serve` and `s2f infer`
+load); and one version per GAN family of the params' `train_gan.families`, named after it (`wen2019`, `wav2pix`:
+audio → face PNG from GAN_MODELS/FAMILY.pt, served and inferred the same way). Each is tagged with its `family`, the
+git commit, the DVC hashes of the data it was trained on (from dvc.lock), the sha256 of its model files and every
+metric of its own section of reports/metrics.json (`metric.<name>` from `report["speech2face"]`,
+`report["wen2019"]`, …), then aliased `challenger`.
+Writes OUT (the DVC output: the models' content hashes — `model.sha256` for Speech2Face, `FAMILY.model.sha256` per
+family — and the data hashes, nothing run-specific, so a fresh clone's `dvc repro` reproduces `dvc.lock`) and, beside
+it, `registry_versions.json` (git-ignored, not a DVC output): the versions, run id and commit this run created in
+this tracking store. Promotion to `champion` is a separate, gated step: `s2f promote [--model NAME]`.
 """
 
 from __future__ import annotations
@@ -15,30 +18,47 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from s2f.evaluation import flatten_metrics
 from s2f.io.tracking import git_commit, stage_run
-from s2f.registry import dvc_data_version, models_sha256, register_candidates
-from s2f.stages.common import run_stage, stage_parser, write_json
+from s2f.registry import (COMPOSITE, SHA_TAG, dvc_data_version, models_sha256, register_candidates, register_family,
+                          report_section)
+from s2f.stages.common import load_params, run_stage, stage_parser, write_json
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--encoder", type=Path, default=Path("models/voice_encoder.pt"))
     parser.add_argument("--decoder", type=Path, default=Path("models/face_decoder.pt"))
+    parser.add_argument("--gan-models", type=Path, default=Path("models/gan"),
+                        help="the GAN families' models, FAMILY.pt beside FAMILY.json (train_gan@FAMILY)")
     parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
     parser.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="where the DVC data hashes are read")
     parser.add_argument("--out", type=Path, default=Path("reports/registry.json"))
     args = parser.parse_args(argv)
-    metrics = flatten_metrics(json.loads(args.metrics.read_text()))
-    lineage = {"model.sha256": models_sha256(args.encoder, args.decoder), **dvc_data_version(args.lock)}
-    provenance = {"git_commit": git_commit(), **lineage}
-    with stage_run("register", provenance) as run:
-        registered = register_candidates(args.encoder, args.decoder, metrics, provenance)
+    families = {family: args.gan_models / f"{family}.pt" for family in load_params("train_gan", args.params).families}
+    missing = [str(pt) for pt in families.values() if not (pt.is_file() and pt.with_suffix(".json").is_file())]
+    if missing:
+        parser.error(f"no model at {', '.join(missing)} (or its .json): train_gan@FAMILY writes it for every family "
+                     f"of train_gan.families in {args.params}")
+    report = json.loads(args.metrics.read_text())
+    try:
+        metrics = {name: report_section(report, name, args.metrics) for name in (COMPOSITE, *families)}
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    shas = {COMPOSITE: models_sha256(args.encoder, args.decoder)} | {f: models_sha256(pt) for f, pt in families.items()}
+    data = dvc_data_version(args.lock)
+    lineage = {SHA_TAG: shas[COMPOSITE], **{f"{family}.{SHA_TAG}": shas[family] for family in families}, **data}
+    commit = git_commit()
+    with stage_run("register", {"git_commit": commit, **lineage}) as run:
+        registered = register_candidates(args.encoder, args.decoder, metrics[COMPOSITE],
+                                         {"git_commit": commit, SHA_TAG: shas[COMPOSITE], **data})
+        versions = registered.versions | {
+            family: register_family(pt, family, metrics[family], {"git_commit": commit, SHA_TAG: shas[family], **data})
+            for family, pt in families.items()}
     write_json(args.out, lineage)
     write_json(args.out.with_name("registry_versions.json"),
-               {"versions": registered.versions, "run_id": run.info.run_id, **provenance})
-    shown = ", ".join(f"{name} v{version}" for name, version in registered.versions.items())
-    print(f"register: {shown} aliased challenger (promote with `s2f promote`)")
+               {"versions": versions, "run_id": run.info.run_id, "git_commit": commit, **lineage})
+    shown = ", ".join(f"{name} v{version}" for name, version in versions.items())
+    print(f"register: {shown} aliased challenger (promote with `s2f promote [--model NAME]`)")
 
 
 if __name__ == "__main__":

@@ -91,3 +91,16 @@ def test_a_write_that_fails_during_the_run_is_one_line_too(setup):
     proc = infer(setup["voice"], "-o", "/dev/full", "--encoder", setup["encoder"], "--decoder", setup["decoder"],
                  cwd=setup["root"])
     assert_one_line_error(proc, "cannot write /dev/full", "No space left on device")
+
+
+def test_a_gan_model_with_an_unwritable_output_fails_in_one_line_before_loading_it(setup):
+    out = setup["file"] / "face.png"
+    proc = infer(setup["voice"], "-o", out, "--gan", setup["root"] / "missing_gan.pt", cwd=setup["root"])
+    assert_one_line_error(proc, str(out), "is a file, not a folder")
+
+
+def test_a_gan_option_given_another_models_file_fails_in_one_line(setup):
+    proc = infer(setup["voice"], "-o", setup["root"] / "gan.png", "--gan", setup["encoder"], cwd=setup["root"])
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"s2f infer: {setup['encoder']}: a VoiceEncoder model, not a GAN family's audio → face model (VoiceToFace)"]

@@ -31,6 +31,19 @@ def tiny_models(folder: Path) -> tuple[Path, Path]:
     return paths
 
 
+def tiny_gan(folder: Path, family: str = "wav2pix", seed: int = 0) -> Path:
+    """A narrow untrained (seeded) GAN family's audio → face model, 64 px, saved as FAMILY.pt + FAMILY.json."""
+    from s2f.models.voice_to_face import VoiceToFace, voice_to_face_config
+    from s2f.models.wav2pix import Wav2PixConfig
+    from s2f.models.wen2019 import Wen2019Config
+
+    torch.manual_seed(seed)
+    network = Wav2PixConfig(width=0.05) if family == "wav2pix" else Wen2019Config(width=0.05)
+    path = folder / f"{family}.pt"
+    save_model(VoiceToFace(voice_to_face_config(family, network, 4)).eval(), path, {"family": family})
+    return path
+
+
 def extract_wav(clip: Path, out: Path) -> Path:
     """The clip's audio track as 16-bit WAV at its own rate and channels (what a user would upload)."""
     ffmpeg("-i", str(clip), "-vn", "-map", "0:a:0", "-acodec", "pcm_s16le", str(out))
