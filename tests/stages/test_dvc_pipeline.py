@@ -39,7 +39,8 @@ def test_a_second_clone_reproduces_dvc_lock_byte_for_byte(repo, tmp_path):
 
 def test_repro_runs_every_stage_and_writes_the_reports(repo):
     report = json.loads((repo / "reports/metrics.json").read_text())
-    assert set(report) == {"speech2face", "wen2019", "wav2pix"}  # one table: every family, keyed by name
+    assert set(report) == {"speech2face", "ridge", "wen2019", "wav2pix"}  # one table, keyed by family
+    assert report["ridge"]["retrieval"]["6s"]["chance_at_1"] == pytest.approx(1 / 3)  # the baseline's row
     s2f = report["speech2face"]
     for seconds in ("3s_repeated", "6s"):
         retrieval, features = s2f["retrieval"][seconds], s2f["features"][seconds]
@@ -56,7 +57,7 @@ def test_repro_runs_every_stage_and_writes_the_reports(repo):
             assert section["images"]["generated"] == 6
         assert report[family]["unseen_speech"]["classes"] == 3  # one clip of each of the 3 training speakers
     comparison = (repo / "reports/plots/families.csv").read_text().splitlines()
-    assert comparison[0].startswith("family,") and len(comparison) == 1 + 4  # s2f feature + image, two GANs
+    assert comparison[0].startswith("family,") and len(comparison) == 1 + 5  # s2f feature + image, ridge, 2 GANs
     assert (repo / "data/features/identity_head.pt").is_file()
     assert (repo / "reports/face_grid.png").stat().st_size > 0
     assert (repo / "models/gan/wen2019.pt").is_file() and (repo / "models/gan/wav2pix.json").is_file()
