@@ -257,13 +257,15 @@ class LossParams(Section):
     """The Speech2Face loss's weights, fixed or set by the paper's rule (`s2f.losses.calibrated_weights`)."""
 
     decoder_l1: float = Field(1.0, ge=0, description="the reference weight the rule matches the others to")
-    normalized_l2: float = Field(0.025, ge=0, description="λ1 (calibrated: until the calibration step; 0: off)")
-    distill: float = Field(200.0, ge=0, description="λ2 (calibrated: until the calibration step; 0: off)")
+    normalized_l2: float = Field(0.025, ge=0, description="λ1 (calibrated: the weight until the calibration step; "
+                                 "0: off)")
+    distill: float = Field(0.0, ge=0, description="λ2 (calibrated: the weight until the calibration step; 0: off)")
     temperature: float = Field(2.0, gt=0, description="T")
     weights: Literal["auto", "calibrate", "fixed"] = Field(
-        "auto", description="calibrate: λ1, λ2 set at the calibration step so every term's gradient norm w.r.t. the "
-        "prediction equals the decoder-L1 term's; fixed: the values above throughout; auto: fixed for the vggface "
-        "backend (the paper's λ were chosen for its features), calibrate for any other")
+        "auto", description="calibrate: the terms weighted > 0 above are reweighted at the calibration step so "
+        "every term's gradient norm w.r.t. the prediction equals the decoder-L1 term's; fixed: the values above "
+        "throughout; auto: the paper's own λ1 = 0.025, λ2 = 200 (PAPER_WEIGHTS) for the vggface backend, whose "
+        "features they were chosen for, and calibrate for any other")
     calibrate_at: int = Field(1000, ge=0, description="optimizer step of the calibration (the paper: the 1000th)")
     calibrate_within: float = Field(0.1, gt=0, le=1, description="a shorter run calibrates at this share of its "
                                     "steps instead: at min(calibrate_at, calibrate_within × steps)")
@@ -278,17 +280,20 @@ class LossParams(Section):
                              "decoder_l1 must be > 0 (or set weights: fixed)")
         return self
 
-    def mode(self, backend: str) -> Literal["calibrate", "fixed"]:
-        """What `weights` means for the face features of `backend`."""
+    def mode(self, backend: str) -> Literal["calibrate", "fixed", "paper"]:
+        """What `weights` means for the face features of `backend`: `paper` is fixed at PAPER_WEIGHTS."""
         if self.weights == "auto":
-            return "fixed" if backend == "vggface" else "calibrate"
+            return "paper" if backend == "vggface" else "calibrate"
         return self.weights
+
+
+PAPER_WEIGHTS = {"decoder_l1": 1.0, "normalized_l2": 0.025, "distill": 200.0}   # Oh et al. 2019, for VGG-Face fc7
 
 
 class EncoderValidationParams(Section):
     """Speakers carved from the TRAINING speakers (never the test ones), scored every epoch."""
 
-    fraction: float = Field(0.2, ge=0, lt=1, description="share of the training speakers held out (0: none; "
+    fraction: float = Field(0.25, ge=0, lt=1, description="share of the training speakers held out (0: none; "
                             "otherwise at least one, and at least one left to train on)")
     seed: Seed = 0
     keep: Literal["best_val_recall_at_1", "last"] = Field(
@@ -307,15 +312,15 @@ Beta = Annotated[float, Field(ge=0, lt=1, description="Adam's moment decay: 1 ne
 
 class TrainEncoderParams(Section):
     model: VoiceEncoderParams = VoiceEncoderParams()
-    crop_seconds: float = Field(2.5, gt=0.5, description="random crop of each 6 s clip per step (augmentation); "
+    crop_seconds: float = Field(1.5, gt=0.5, description="random crop of each 6 s clip per step (augmentation); "
                                 "at most the clip: the stage checks it against the shards' audio")
-    epochs: int = Field(30, ge=1)
+    epochs: int = Field(60, ge=1)
     batch_size: int = Field(8, ge=2)
     lr: float = Field(1e-3, gt=0)
     betas: tuple[Beta, Beta] = (0.5, 0.999)
     eps: float = Field(1e-4, gt=0, description="Adam's denominator guard; 0 divides by zero on a silent gradient")
-    lr_decay: float = Field(0.95, gt=0, le=1)
-    lr_decay_every: int = Field(10000, ge=1, description="optimizer steps between lr decays")
+    lr_decay: float = Field(0.9, gt=0, le=1)
+    lr_decay_every: int = Field(70, ge=1, description="optimizer steps between lr decays")
     loss: LossParams = LossParams()
     validation: EncoderValidationParams = EncoderValidationParams()
     loop: LoopParams = LoopParams(checkpoint_every=500)

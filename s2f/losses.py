@@ -89,11 +89,11 @@ def calibrated_weights(norms: dict[str, float], weights: LossWeights) -> LossWei
 
 def speech2face_loss(f_dec: nn.Module, v_face: torch.Tensor, v_speech: torch.Tensor, weights: LossWeights,
                      identity_head: nn.Module | None = None) -> dict[str, torch.Tensor]:
-    """Every term and their weighted `total`, so each can be logged; no distillation without a head."""
-    head = identity_head if weights.distill > 0 else None
-    terms = loss_terms(f_dec, v_face, v_speech, weights.temperature, head)
+    """Every term and their weighted `total`, so each can be logged; no distillation without a head (with a head and
+    a weight of 0 the term is reported, not trained on)."""
+    terms = loss_terms(f_dec, v_face, v_speech, weights.temperature, identity_head)
     total = weights.decoder_l1 * terms["decoder_l1"] + weights.normalized_l2 * terms["normalized_l2"]
-    if "distill" in terms:
+    if "distill" in terms and weights.distill > 0:
         total = total + weights.distill * terms["distill"]
     terms["total"] = total
     return terms

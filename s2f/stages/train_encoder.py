@@ -44,9 +44,13 @@ def main(argv: list[str] | None = None) -> None:
                                           data.audio.shape[1] / SAMPLE_RATE, args.params):
             raise SystemExit(f"error: {problem}")
         decoder = load_model(args.decoder)
-        head = load_identity_head(args.features / "identity_head.pt") if params.loss.distill > 0 else None
-        curve = EpochCurve(run)
         backend = str(data.manifest["backend"].iloc[0]) if "backend" in data.manifest else "dlib"
+        # the head is needed to train on distillation (the paper's λ2 = 200 for vggface under `auto`) and, when
+        # there, reports the term even while its weight is 0
+        head_path = args.features / "identity_head.pt"
+        distills = params.loss.distill > 0 or params.loss.mode(backend) == "paper"
+        head = load_identity_head(head_path) if distills or head_path.is_file() else None
+        curve = EpochCurve(run)
         trained = train_encoder(data.audio, data.embedding, decoder.first, head, params, runtime, curve,
                                 args.checkpoint, speakers=data.speakers, backend=backend)
         summary = trained.summary()

@@ -8,6 +8,8 @@ Loss weights (`loss.weights`): the paper's rule, not its numbers. At the calibra
 averaged over the next `calibrate_batches` training batches, and λ1, λ2 are set so that each weighted term's norm
 equals the decoder-L1 term's (`s2f.losses.calibrated_weights`); until then the configured weights train. The
 paper's λ1 = 0.025, λ2 = 200 were found this way for 4096-D VGG-Face features and stand for that backend (`auto`).
+On the dlib demo the distillation term is off by default (`loss.distill: 0`): through a head fitted on the few
+training identities it taught the encoder to tell those speakers apart, and held-out retrieval fell (see params.yaml).
 
 Validation (`validation`): a share of the TRAINING speakers is held out of training (`s2f.split.validation_speakers`)
 and scored every epoch on whole clips: its loss terms and R@K against a gallery of those speakers' mean true face
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 from s2f.audio import SAMPLE_RATE, int16_to_float
-from s2f.config import TrainEncoderParams
+from s2f.config import PAPER_WEIGHTS, TrainEncoderParams
 from s2f.losses import LossWeights, calibrated_weights, speech2face_loss, term_gradient_norms
 from s2f.metrics import gallery_recall
 from s2f.models.presets import get_preset
@@ -114,7 +116,9 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, id
     target = all_target[torch.from_numpy(train)].to(runtime.device)
     f_dec = f_dec.to(runtime.device).requires_grad_(False)
     head = identity_head.to(runtime.device).requires_grad_(False) if identity_head is not None else None
-    state = _EncoderState(LossWeights(p.loss.decoder_l1, p.loss.normalized_l2, p.loss.distill, p.loss.temperature))
+    mode = p.loss.mode(backend)
+    configured = PAPER_WEIGHTS if mode == "paper" else {k: getattr(p.loss, k) for k in TERMS}
+    state = _EncoderState(LossWeights(**configured, temperature=p.loss.temperature))
     train_audio = audio[train]
 
     def step_loss(encoder: nn.Module, batch: tuple, device: torch.device) -> dict[str, torch.Tensor]:
@@ -125,7 +129,7 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, id
     window = min(int(p.crop_seconds * SAMPLE_RATE), audio.shape[1])
     windows = AudioWindows(train_audio, window, p.seed)
     batches = StepBatches(len(train_audio), p.batch_size, p.epochs, p.seed, runtime.rank, runtime.world_size)
-    calibrate_at = calibration_step(p, batches.steps) if p.loss.mode(backend) == "calibrate" else None
+    calibrate_at = calibration_step(p, batches.steps) if mode == "calibrate" else None
 
     @torch.no_grad()
     def before_step(step: int) -> None:
@@ -141,7 +145,7 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, id
             predicted = model(torch.stack(wave).to(runtime.device)).float()
             with torch.enable_grad():
                 norms = term_gradient_norms(f_dec, target[torch.tensor(idx, device=runtime.device)], predicted,
-                                            p.loss.temperature, head if p.loss.distill > 0 else None)
+                                            p.loss.temperature, head if state.weights.distill > 0 else None)
             sums = {k: sums.get(k, 0.0) + v for k, v in norms.items()}
             count += 1
         model.train()

@@ -54,11 +54,23 @@ def test_calibrated_weights_match_the_measured_gradient_norms():
     assert rows[-1]["weight_distill"] == cal["weight_distill"] != 200.0
 
 
-def test_vggface_keeps_the_papers_weights_under_auto():
-    trained, rows = _train(_params(loss={"weights": "auto"}), backend="vggface")
+@pytest.mark.parametrize("distill", [0.0, 200.0])
+def test_vggface_keeps_the_papers_weights_under_auto(distill):
+    trained, rows = _train(_params(loss={"weights": "auto", "distill": distill}), backend="vggface")
     assert trained.calibration is None
-    assert trained.weights == LossWeights()   # λ1 = 0.025, λ2 = 200
+    assert trained.weights == LossWeights()   # the paper's λ1 = 0.025, λ2 = 200, whatever the dlib default says
     assert all(r["weight_distill"] == 200.0 for r in rows)
+
+
+def test_a_term_weighted_zero_is_logged_but_neither_trained_on_nor_calibrated():
+    trained, rows = _train(_params(loss={"distill": 0.0}))
+    assert trained.weights.distill == 0.0 and "grad_norm_distill" not in trained.calibration
+    assert trained.calibration["weight_normalized_l2"] != 0.025
+    assert all("loss_distill" in r and "val_loss_distill" in r for r in rows)
+    for r in rows[1:]:   # after the calibration at step 3 (epoch 0): the total is the two regression terms
+        expected = (r["weight_decoder_l1"] * r["val_loss_decoder_l1"]
+                    + r["weight_normalized_l2"] * r["val_loss_normalized_l2"])
+        assert r["val_loss_total"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_calibration_step_is_the_papers_or_a_share_of_a_shorter_run():
