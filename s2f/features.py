@@ -1,9 +1,9 @@
 """Compute face features and landmarks for every preprocessed sample, shard by shard, and fix the split.
 
 Each feature shard is validated with Great Expectations as it is written (dimension, norm range, finite values,
-unique ids); a failing shard is moved to `quarantine/` with its verdict, and its samples leave the manifest. Like
-preprocessing, a shard is done once its record is written (in the work folder, with its files' sizes and hashes), so
-a rerun or a resumed killed run skips exactly the shards whose input shard, backend and code are unchanged.
+unique ids); a failing shard is moved to `quarantine/` with its verdict, and its samples leave the manifest. The
+shard engine (`s2f.shard_engine`, shared with preprocessing) keeps the records, so a rerun or a resumed killed run
+skips exactly the shards whose input shard, backend and code are unchanged.
 """
 
 from __future__ import annotations
@@ -17,11 +17,10 @@ import pandas as pd
 from s2f.config import FeaturesParams
 from s2f.faces.detect import FaceBox
 from s2f.faces.features import get_backend, landmarks_68
-from s2f.io.hashing import HashCache, file_sha256
-from s2f.io.shards import (GX_DOCS, GX_RESULTS, link_or_copy, move_to_quarantine, read_record, read_shard,
-                           record_name, verdict_name, work_key, write_record, write_shard, write_table)
+from s2f.io.hashing import file_sha256
+from s2f.io.shards import read_shard, work_key, write_table
 from s2f.lineage import closure_hash
-from s2f.parallel import process_map
+from s2f.shard_engine import ShardEngine, ShardKind, ShardTask
 from s2f.split import split_speakers
 
 
@@ -38,10 +37,23 @@ def _weights_identity(options: dict) -> dict:
     return {**{k: v for k, v in options.items() if k != "weights"}, "sha256": file_sha256(path)}
 
 
-def _features_of(item: tuple[np.ndarray, np.ndarray], backend_name: str, options: dict) -> tuple[np.ndarray, np.ndarray]:
-    crop, box = item
+def _features_of(item: tuple[str, np.ndarray, np.ndarray], backend_name: str,
+                 options: dict) -> tuple[str, np.ndarray, np.ndarray]:
+    sample_id, crop, box = item
     face_box = FaceBox(*map(int, box), score=1.0)
-    return get_backend(backend_name, **options).embed(crop, face_box), landmarks_68(crop, face_box)
+    return sample_id, get_backend(backend_name, **options).embed(crop, face_box), landmarks_68(crop, face_box)
+
+
+def _shard_items(path: Path) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    arrays = read_shard(path, ["sample_id", "face", "face_box"])
+    return list(zip(arrays["sample_id"], arrays["face"], arrays["face_box"]))
+
+
+def _feature_arrays(results: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[str, np.ndarray] | None:
+    if not results:
+        return None
+    return {"sample_id": np.array([r[0] for r in results], dtype=str), "embedding": np.stack([r[1] for r in results]),
+            "landmarks": np.stack([r[2] for r in results])}
 
 
 def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, workers: int,
@@ -49,69 +61,36 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
     """Write `out_dir/features-*.npz` (sample_id, embedding, landmarks), their validation verdicts and
     `manifest.parquet` with a split column.
 
-    `work_dir` (default `out_dir`) keeps finished shards and their records between runs: DVC empties a stage's
-    outputs before running it, so a killed `dvc repro` resumes only from a folder outside them. A record carries
-    its files' sizes and hashes, so a truncated or deleted shard is redone, never republished.
+    `work_dir` (default `out_dir`) keeps finished shards and their records between runs (the shard engine,
+    `s2f.shard_engine`): DVC empties a stage's outputs before running it, so a killed `dvc repro` resumes only
+    from a folder outside them.
     """
-    from s2f.validation import ShardRules, ShardValidator, write_result, write_verdict
+    from s2f.validation import ShardRules
 
-    work_dir = work_dir or out_dir
-    work_dir.mkdir(parents=True, exist_ok=True)
     manifest = pd.read_parquet(pre_dir / "manifest.parquet")
     backend = get_backend(params.backend, **backend_options(params))  # fails early on a missing weight file
+    rules = partial(ShardRules, embedding_dim=backend.dim, embedding_norm_range=backend.norm_range)
+    engine = ShardEngine(ShardKind("features", "feature_shard", rules), work_dir or out_dir)
+    options, code = _weights_identity(backend_options(params)), closure_hash(__name__)
+    shards = sorted(manifest["shard"].unique())
+    with engine.hash_cache() as hashes:
+        tasks = [ShardTask(shard.replace("shard-", "features-"),
+                           work_key({"shard": hashes.sha256(pre_dir / shard), "backend": params.backend,
+                                     "options": options, "code": code}),
+                           partial(_shard_items, pre_dir / shard)) for shard in shards]
     work = partial(_features_of, backend_name=params.backend, options=backend_options(params))
-    options = _weights_identity(backend_options(params))
-    code = closure_hash(__name__)
-    validator, failed, published = None, [], []
-    with process_map(workers) as pmap, HashCache(work_dir / "hashes.sqlite") as hashes:
-        shards = sorted(manifest["shard"].unique())
-        for n, shard in enumerate(shards, 1):
-            name = shard.replace("shard-", "features-")
-            key = work_key({"shard": hashes.sha256(pre_dir / shard), "backend": params.backend, "options": options,
-                            "code": code})
-            record = read_record(work_dir / record_name(name), key, work_dir, hashes)
-            if record is None:
-                arrays = read_shard(pre_dir / shard, ["sample_id", "face", "face_box"])
-                results = pmap(work, list(zip(arrays["face"], arrays["face_box"])))
-                features = {"sample_id": arrays["sample_id"], "embedding": np.stack([r[0] for r in results]),
-                            "landmarks": np.stack([r[1] for r in results])}
-                (work_dir / record_name(name)).unlink(missing_ok=True)  # no old record may vouch for new content
-                write_shard(work_dir / name, features)
-                validator = validator or ShardValidator(ShardRules(embedding_dim=backend.dim,
-                                                                   embedding_norm_range=backend.norm_range))
-                outcome = validator.validate_arrays("feature_shard", features, name)
-                write_verdict(outcome, work_dir / verdict_name(name))
-                write_result(outcome, work_dir / GX_RESULTS / f"{Path(name).stem}.json")
-                kept = name
-                if not outcome.success:
-                    move_to_quarantine(work_dir, name)
-                    kept = f"quarantine/{name}"
-                record = {"success": outcome.success, "failures": outcome.failures}
-                write_record(work_dir / record_name(name), key, record, work_dir, [kept, verdict_name(name)])
-                print(f"features: {name} done ({n} of {len(shards)})", flush=True)
-            if not record["success"]:
-                failed.append(shard)
-            published.append((name, record["success"]))
-    if validator is not None:
-        validator.build_data_docs(work_dir / GX_DOCS)
-    if work_dir != out_dir:
-        _link_outputs(work_dir, out_dir, published)
-    kept = manifest[~manifest["shard"].isin(failed)]
+    records = engine.run(tasks, work, workers,
+                         lambda task, results: engine.finish(task.name, task.key, _feature_arrays(results)))
+    engine.publish(out_dir, tasks, records)
+    failed = [shard for shard, record in zip(shards, records) if not (record["validation"] or {}).get("success")]
     if failed:
         print(f"features: {len(failed)} shards failed validation and were quarantined: {failed}")
+    kept = manifest[~manifest["shard"].isin(failed)]
     kept = kept.assign(features_shard=kept["shard"].str.replace("shard-", "features-"), backend=params.backend,
                        split=split_speakers(kept["speaker"], params.split.test_fraction, params.split.seed))
     write_table(out_dir / "manifest.parquet", kept)
     write_identity_head(pre_dir, out_dir, params, backend)
     return kept
-
-
-def _link_outputs(work_dir: Path, out_dir: Path, published: list[tuple[str, bool]]) -> None:
-    """Hard-link each shard (or its quarantined copy) and its verdict into the output; nothing else of WORK."""
-    for name, success in published:
-        shard = name if success else f"quarantine/{name}"
-        link_or_copy(work_dir / shard, out_dir / shard)
-        link_or_copy(work_dir / verdict_name(name), out_dir / verdict_name(name))
 
 
 def write_identity_head(pre_dir: Path, out_dir: Path, params: FeaturesParams, backend) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from multiprocessing import Pool
@@ -20,10 +21,22 @@ def process_map(workers: int) -> Iterator[MapFn]:
         yield lambda fn, items: pool.map(fn, items, chunksize=max(1, min(8, len(items) // (4 * workers))))
 
 
-def process_imap(workers: int, fn: Callable[[Any], Any], items: list) -> Iterable:
-    """Results in order, each as soon as it and those before it are done (a caller can act per finished group)."""
-    if workers <= 1 or len(items) <= 1:
+def process_imap(workers: int, fn: Callable[[Any], Any], items: Iterable, window: int = 0) -> Iterator:
+    """Results in order, each as soon as it and those before it are done (a caller can act per finished group).
+
+    `items` may be a lazy iterable: at most `window` items (default 4 per worker) are taken from it ahead of the
+    results, so memory is bounded by the window, not by the input. (`Pool.imap` would drain the whole iterable
+    into its task queue at once.)
+    """
+    if workers <= 1:
         yield from map(fn, items)
         return
+    window = window or 4 * workers
     with Pool(workers) as pool:
-        yield from pool.imap(fn, items, chunksize=1)
+        in_flight: deque = deque()
+        for item in items:
+            in_flight.append(pool.apply_async(fn, (item,)))
+            if len(in_flight) >= window:
+                yield in_flight.popleft().get()
+        while in_flight:
+            yield in_flight.popleft().get()

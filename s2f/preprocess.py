@@ -25,12 +25,10 @@ from s2f.audio import repeat_to_length
 from s2f.config import PreprocessParams
 from s2f.faces.detect import FaceBox, crop_face, detect_faces, face_at, is_ambiguous, largest_face
 from s2f.io import media
-from s2f.parallel import process_imap
 from s2f.io.hashing import HashCache
-from s2f.io.shards import (GX_DOCS, GX_RESULTS, link_or_copy, move_to_quarantine, quarantine_table, read_record,
-                           record_name, shard_index, shard_name, verdict_name, work_key, write_json_atomic,
-                           write_record, write_shard, write_table)
+from s2f.io.shards import quarantine_table, record_name, shard_name, work_key, write_json_atomic, write_table
 from s2f.lineage import closure_hash
+from s2f.shard_engine import ShardEngine, ShardKind, ShardTask
 
 
 BLANK_CROP_STD = 2.0  # pixel std of a single-colour crop is ~0; any real face is far above (the shard suite agrees)
@@ -264,61 +262,40 @@ def _assemble(name: str, jobs: list[ClipJob], results: list[Sample | Rejection])
     return arrays, accepted, rejected
 
 
+def _rules(params: PreprocessParams):
+    from s2f.validation import ShardRules
+
+    return ShardRules.from_params(params)
+
+
 class ShardWriter:
-    """Writes, validates, quarantines and (optionally) uploads finished shards; one per run, in the parent process."""
+    """Turns a shard's clip results into a validated sample shard with its record, and uploads it; one per run."""
 
     def __init__(self, work_dir: Path, params: PreprocessParams):
-        self.work_dir, self.params = work_dir, params
-        self._validator = None
-
-    @property
-    def validator(self):
-        """Created on first use: a Great Expectations context takes seconds, and a resumed run may need none."""
-        if self._validator is None:
-            from s2f.validation import ShardRules, ShardValidator
-
-            self._validator = ShardValidator(ShardRules.from_params(self.params))
-        return self._validator
+        self.params = params
+        self.engine = ShardEngine(ShardKind("preprocess", "sample_shard", partial(_rules, params)), work_dir)
 
     def finish(self, name: str, key: str, jobs: list[ClipJob], results: list[Sample | Rejection]) -> ShardResult:
-        from s2f.validation import write_result, write_verdict
-
         arrays, accepted, rejected = _assemble(name, jobs, results)
         arrays["sample_rate"] = np.array(self.params.sample_rate, np.int32)
-        validation, files = None, []
-        (self.work_dir / record_name(name)).unlink(missing_ok=True)  # no old record may vouch for new content
-        (self.work_dir / name).unlink(missing_ok=True)
-        if accepted:
-            write_shard(self.work_dir / name, arrays)
-            outcome = self.validator.validate_arrays("sample_shard", arrays, name)
-            validation = {"success": outcome.success, "failures": outcome.failures}
-            verdict = verdict_name(name)
-            write_verdict(outcome, self.work_dir / verdict)
-            write_result(outcome, self.work_dir / GX_RESULTS / f"{Path(name).stem}.json")
-            files = [name, verdict]
-            if not outcome.success:
-                move_to_quarantine(self.work_dir, name)
-                files = [f"quarantine/{name}", verdict]
-                rejected += [{"sample_id": a["sample_id"], "clip": a["clip"], "stage": "validate",
-                              "reason": "shard_validation_failed", "detail": "; ".join(outcome.failures)[:500]}
-                             for a in accepted]
-                accepted = []
-        result = ShardResult(name, accepted, rejected, validation)
-        result.uploaded_to = self.upload(name) if accepted else None
-        write_record(self.work_dir / record_name(name), key, result.__dict__, self.work_dir, files)
-        return result
+
+        def payload(validation: dict | None) -> dict:
+            kept, refused = accepted, rejected
+            if validation is not None and not validation["success"]:
+                refused = rejected + [{"sample_id": a["sample_id"], "clip": a["clip"], "stage": "validate",
+                                       "reason": "shard_validation_failed",
+                                       "detail": "; ".join(validation["failures"])[:500]} for a in accepted]
+                kept = []
+            return {"name": name, "accepted": kept, "rejected": refused,
+                    "uploaded_to": self.upload(name) if kept else None}
+
+        return ShardResult(**self.engine.finish(name, key, arrays if accepted else None, payload))
 
     def upload(self, name: str) -> str | None:
         """Copy a finished shard to `output_uri`; a failure is reported, and `_finish_uploads` records it as pending."""
         if not self.params.output_uri:
             return None
-        return self.params.output_uri if upload_shard(self.work_dir, name, self.params.output_uri) else None
-
-    def docs(self) -> None:
-        """Data Docs for the shards validated in this run (a resumed run keeps the earlier run's pages): HTML with
-        timestamps, so in the work folder (a report), never in the DVC output."""
-        if self._validator is not None:
-            self._validator.build_data_docs(self.work_dir / GX_DOCS)
+        return self.params.output_uri if upload_shard(self.engine.work_dir, name, self.params.output_uri) else None
 
 
 def upload_shard(work_dir: Path, name: str, output_uri: str) -> bool:
@@ -382,34 +359,26 @@ def preprocess_corpus(manifest: pd.DataFrame, raw_dir: Path, out_dir: Path, para
 
     `work_dir` (default `out_dir`) keeps finished shards and their records between runs: DVC empties a stage's
     outputs before running it, so `dvc repro` resumes from a work folder outside them and the finished shards are
-    then hard-linked into `out_dir`.
+    then hard-linked into `out_dir` (the shard engine, `s2f.shard_engine`, does both).
     """
     work_dir = work_dir or out_dir
-    work_dir.mkdir(parents=True, exist_ok=True)
     jobs = _jobs(manifest)
     chunks = [jobs[i:i + params.shard_size] for i in range(0, len(jobs), params.shard_size)]
-    shaping = shaping_params(params)
-    code = code_fingerprint()
-    names = [shard_name(i) for i in range(len(chunks))]
-    with HashCache(work_dir / "hashes.sqlite") as hashes:  # closed before the worker processes fork
-        keys = [work_key({"params": shaping, "code": code, "clips": [_identity(j, raw_dir, hashes) for j in chunk]})
-                for chunk in chunks]
-        done = {i: read_record(work_dir / record_name(names[i]), keys[i], work_dir, hashes) for i in range(len(chunks))}
-    todo = [i for i in range(len(chunks)) if done[i] is None]
-    print(f"preprocess: {len(jobs)} clips in {len(chunks)} shards; {len(chunks) - len(todo)} already done, "
-          f"{len(todo)} to do with {workers} processes", flush=True)
+    shaping, code = shaping_params(params), code_fingerprint()
     writer = ShardWriter(work_dir, params)
-    flat = [(i, job) for i in todo for job in chunks[i]]
+    with writer.engine.hash_cache() as hashes:
+        tasks = [ShardTask(shard_name(i), work_key({"params": shaping, "code": code,
+                                                     "clips": [_identity(j, raw_dir, hashes) for j in chunk]}),
+                           partial(list, chunk)) for i, chunk in enumerate(chunks)]
+    print(f"preprocess: {len(jobs)} clips", flush=True)
     work = partial(_run_job, raw_dir=raw_dir, cache_dir=work_dir / "s3-cache", params=params)
-    pending: dict[int, list] = {i: [] for i in todo}
-    for (i, _), result in zip(flat, process_imap(workers, work, [job for _, job in flat])):
-        pending[i].append(result)
-        if len(pending[i]) == len(chunks[i]):
-            done[i] = writer.finish(names[i], keys[i], chunks[i], pending.pop(i)).__dict__
-            print(f"preprocess: {names[i]} done: {len(done[i]['accepted'])} accepted", flush=True)
+    records = writer.engine.run(
+        tasks, work, workers, lambda task, results: writer.finish(task.name, task.key, task.items(), results).__dict__,
+        describe=lambda record: f"{len(record['accepted'])} accepted")
     shutil.rmtree(work_dir / "s3-cache", ignore_errors=True)
-    _finish_uploads(done, names, work_dir, params.output_uri)
-    return _publish(done, names, work_dir, out_dir, params, writer)
+    done = dict(enumerate(records))
+    _finish_uploads(done, [t.name for t in tasks], work_dir, params.output_uri)
+    return _publish(tasks, records, writer.engine, out_dir, params)
 
 
 def _finish_uploads(done: dict[int, dict], names: list[str], work_dir: Path, output_uri: str | None) -> None:
@@ -427,20 +396,16 @@ def _finish_uploads(done: dict[int, dict], names: list[str], work_dir: Path, out
               f"`s2f upload-pending --work {work_dir}` uploads them once S3 is back", flush=True)
 
 
-def _publish(done: dict[int, dict], names: list[str], work_dir: Path, out_dir: Path, params: PreprocessParams,
-             writer: ShardWriter) -> tuple[pd.DataFrame, pd.DataFrame]:
-    records = [done[i] for i in range(len(names))]
+def _publish(tasks: list[ShardTask], records: list[dict], engine: ShardEngine, out_dir: Path,
+             params: PreprocessParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     accepted = pd.DataFrame([row for r in records for row in r["accepted"]])
     quarantined = quarantine_table([row for r in records for row in r["rejected"]])
     validated = [r for r in records if r.get("validation")]
     bad = [r["name"] for r in validated if not r["validation"]["success"]]
-    _remove_stale(work_dir, len(names))
-    writer.docs()
-    summary = {"shards": len(names), "validated": len(validated), "failed_validation": bad,
-               "gx_results_and_data_docs": str(work_dir / "gx")}
-    write_json_atomic(work_dir / "validation" / "summary.json", summary, sort_keys=True)
-    if out_dir != work_dir:
-        _link_outputs(work_dir, out_dir, [r["name"] for r in records if r["accepted"]], bad)
+    engine.publish(out_dir, tasks, records)
+    summary = {"shards": len(tasks), "validated": len(validated), "failed_validation": bad,
+               "gx_results_and_data_docs": str(engine.work_dir / "gx")}
+    write_json_atomic(out_dir / "validation" / "summary.json", summary, sort_keys=True)
     write_table(out_dir / "manifest.parquet", accepted)
     write_table(out_dir / "quarantine.csv", quarantined)
     check_bad_shards(bad, len(validated), params.max_bad_shard_fraction, out_dir / "validation")
@@ -452,22 +417,3 @@ def check_bad_shards(bad: list[str], validated: int, max_fraction: float, where:
     if validated and len(bad) / validated > max_fraction:
         raise TooManyBadShards(f"{len(bad)} of {validated} shards failed validation (> max_bad_shard_fraction "
                                f"{max_fraction}): {', '.join(bad)}; see {where}")
-
-
-def _remove_stale(work_dir: Path, count: int) -> None:
-    """Shards beyond this corpus's count are left from a larger earlier run: remove them, their records, results."""
-    for folder in (work_dir, work_dir / "quarantine", work_dir / "validation", work_dir / GX_RESULTS):
-        for path in folder.glob("shard-*"):
-            if shard_index(path.name.split(".")[0]) >= count:
-                path.unlink()
-
-
-def _link_outputs(work_dir: Path, out_dir: Path, shards: list[str], bad: list[str]) -> None:
-    """Hard-link finished shards into the output (a copy across file systems): shards are never modified in place."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in shards:
-        link_or_copy(work_dir / name, out_dir / name)
-    for name in bad:
-        link_or_copy(work_dir / "quarantine" / name, out_dir / "quarantine" / name)
-    shutil.copytree(work_dir / "validation", out_dir / "validation", dirs_exist_ok=True,  # verdicts only
-                    ignore=shutil.ignore_patterns("docs", "*.tmp"))

@@ -20,6 +20,7 @@ from s2f.features import compute_features
 from s2f.io.shards import ShardError, read_shard
 from s2f.preprocess import preprocess_corpus, record_name
 from tests.conftest import ROOT
+from tests.tiny_repo import make_tiny_repo, run, tool_env
 
 PARAMS = PreprocessParams(shard_size=2)
 
@@ -88,28 +89,30 @@ def test_a_truncated_shard_names_its_file(tmp_path, processed):
         read_shard(tmp_path / "nope.npz")
 
 
-def test_a_killed_features_run_resumes_with_only_the_unfinished_shards(processed, tmp_path):
-    """The records live in the work folder (DVC empties the output before a stage runs)."""
-    pre, work, out = tmp_path / "out", tmp_path / "fwork", tmp_path / "features"
-    script = ("import pathlib as p; from s2f.config import FeaturesParams as F; "
-              "from s2f.features import compute_features as run; "
-              f"run(p.Path(r'{pre}'), p.Path(r'{out}'), F(), 1, p.Path(r'{work}'))")
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT)
+@pytest.mark.slow
+def test_a_features_stage_killed_under_dvc_repro_resumes_with_only_the_unfinished_shards(tmp_path):
+    """DVC empties `data/features` before it reruns the stage; the shard engine's records in the work folder
+    (`data/interim/features`) survive, so the rerun redoes only the shards the killed run had not finished."""
+    repo = make_tiny_repo(tmp_path / "repo", {"preprocess": {"shard_size": 2}, "features": {"workers": 1}})
+    run([sys.executable, "-m", "dvc", "repro", "preprocess"], repo)
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "features"], cwd=repo, env=tool_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    work = repo / "data/interim/features"
     first = work / "features-00000.done.json"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage it runs
     proc.wait()
-    assert first.exists() and not (out / "manifest.parquet").exists(), "the run was not killed mid-way"
-    shutil.rmtree(out, ignore_errors=True)  # DVC empties the output before a rerun
+    assert first.exists() and not (work / "features-00005.done.json").exists(), "the run was not killed mid-way"
     stamp = (work / "features-00000.npz").stat().st_mtime_ns
-    resumed = compute_features(pre, out, FeaturesParams(), 1, work)
-    assert (work / "features-00000.npz").stat().st_mtime_ns == stamp  # not redone
-    fresh = compute_features(pre, tmp_path / "fresh", FeaturesParams(), 1)
-    pd.testing.assert_frame_equal(resumed, fresh)
+    resumed = run([sys.executable, "-m", "dvc", "repro", "features"], repo)
+    done = int(resumed.stdout.split(" already done")[0].rsplit(" ", 1)[1])
+    assert 1 <= done < 6, resumed.stdout
+    assert (work / "features-00000.npz").stat().st_mtime_ns == stamp  # reused, not redone
+    fresh = compute_features(repo / "data/preprocessed", tmp_path / "fresh", FeaturesParams(), 1)
+    pd.testing.assert_frame_equal(pd.read_parquet(repo / "data/features/manifest.parquet"), fresh)
     for name in sorted(p.name for p in (tmp_path / "fresh").glob("features-*.npz")):
-        a, b = read_shard(out / name), read_shard(tmp_path / "fresh" / name)
-        np.testing.assert_array_equal(a["embedding"], b["embedding"])
-        assert (out / "validation" / name.replace(".npz", ".json")).read_bytes() == \
-            (tmp_path / "fresh" / "validation" / name.replace(".npz", ".json")).read_bytes()
+        assert (repo / "data/features" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
+        verdict = f"validation/{name.replace('.npz', '.json')}"
+        assert (repo / "data/features" / verdict).read_bytes() == (tmp_path / "fresh" / verdict).read_bytes()

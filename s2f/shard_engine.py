@@ -1,0 +1,185 @@
+"""The shard protocol every per-shard stage shares (preprocess, features, and any later one).
+
+A stage hands the engine its shards as tasks — a name, a work key (a content hash of everything the shard depends
+on) and a loader of the shard's items — plus a per-item function and a function that turns a shard's results into
+arrays. The engine does the rest, identically for every stage:
+
+- **resume**: a shard counts as done only once its record is written (last, atomically, in the work folder, with
+  its files' sizes and hashes); a run killed mid-way, or rerun with changed inputs, redoes exactly the shards whose
+  record is missing, stale or no longer matches its files;
+- **validation**: each shard is validated with Great Expectations as it is written; the deterministic verdict goes
+  beside it, GX's full result (run ids, timestamps) to `gx/results/`, Data Docs to `gx/docs/`;
+- **quarantine**: a shard failing its suite is moved to `quarantine/` with its verdict and never read as data;
+- **stale removal**: files of shards that are no longer part of the corpus leave the work folder;
+- **publishing**: finished shards and their verdicts are hard-linked into the DVC output.
+
+Why a work folder apart from the output: DVC empties a stage's outputs before it runs, so records kept there would
+be gone when a killed `dvc repro` is rerun. Why items flow through one bounded window across shards: a slow shard
+does not idle the other processes, and memory is bounded by the window, not by the corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from s2f.io.hashing import HashCache
+from s2f.io.shards import (GX_DOCS, GX_RESULTS, link_or_copy, move_to_quarantine, read_record, record_name,
+                           verdict_name, write_record, write_shard)
+from s2f.parallel import process_imap
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard to make: its file name, its work key, and its items (loaded only if the shard must be made)."""
+
+    name: str
+    key: str
+    items: Callable[[], Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class ShardKind:
+    """What the engine needs to know about a stage's shards."""
+
+    stage: str                    # for log lines: "preprocess", "features"
+    suite: str                    # the Great Expectations suite: "sample_shard", "feature_shard"
+    rules: Callable[[], Any]      # → ShardRules; called on first validation (a GX context takes seconds)
+
+
+class _Empty:
+    """Stands for the one item of a shard with no items, so it still passes through the window and is finished."""
+
+    def __reduce__(self) -> str:
+        return "_EMPTY"  # the same singleton in every process
+
+
+_EMPTY = _Empty()
+
+
+@dataclass(frozen=True)
+class _Indexed:
+    """Runs `work` on an (index, item) pair in a worker and returns (index, result), so results find their shard."""
+
+    work: Callable[[Any], Any]
+
+    def __call__(self, pair: tuple[int, Any]) -> tuple[int, Any]:
+        index, item = pair
+        return index, item if item is _EMPTY else self.work(item)
+
+
+def published_files(name: str, validation: dict | None) -> list[str]:
+    """The files a finished shard leaves, relative to its folder: the shard (or its quarantined copy) and its
+    verdict; none when the shard had no rows to write."""
+    if validation is None:
+        return []
+    return [name if validation["success"] else f"quarantine/{name}", verdict_name(name)]
+
+
+class ShardEngine:
+    """Makes, validates, records and publishes one stage's shards in `work_dir`; one per run, in the parent process."""
+
+    def __init__(self, kind: ShardKind, work_dir: Path):
+        self.kind, self.work_dir = kind, Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self._validator = None
+
+    @contextmanager
+    def hash_cache(self) -> Iterator[HashCache]:
+        """Content hashes keyed by file stat; open it only around key building and record checks, never across
+        the fork of worker processes (a SQLite connection must not cross a fork)."""
+        with HashCache(self.work_dir / "hashes.sqlite") as cache:
+            yield cache
+
+    @property
+    def validator(self):
+        if self._validator is None:
+            from s2f.validation import ShardValidator
+
+            self._validator = ShardValidator(self.kind.rules())
+        return self._validator
+
+    # ------------------------------------------------------------------------------------------------ one shard
+
+    def finish(self, name: str, key: str, arrays: dict | None,
+               payload: Callable[[dict | None], dict] = lambda validation: {}) -> dict:
+        """Write `arrays` as shard `name` (none when it has no rows), validate it, quarantine it if it fails,
+        and write its record last; `payload(validation)` adds the stage's own fields to the record."""
+        from s2f.validation import write_result, write_verdict
+
+        (self.work_dir / record_name(name)).unlink(missing_ok=True)  # no old record may vouch for new content
+        (self.work_dir / name).unlink(missing_ok=True)
+        validation = None
+        if arrays is not None:
+            write_shard(self.work_dir / name, arrays)
+            outcome = self.validator.validate_arrays(self.kind.suite, arrays, name)
+            write_verdict(outcome, self.work_dir / verdict_name(name))
+            write_result(outcome, self.work_dir / GX_RESULTS / f"{Path(name).stem}.json")
+            if not outcome.success:
+                move_to_quarantine(self.work_dir, name)
+            validation = {"success": outcome.success, "failures": outcome.failures}
+        record = {**payload(validation), "validation": validation}
+        write_record(self.work_dir / record_name(name), key, record, self.work_dir,
+                     published_files(name, validation))
+        return record
+
+    # ------------------------------------------------------------------------------------------------ the run
+
+    def run(self, tasks: Sequence[ShardTask], work: Callable[[Any], Any], workers: int,
+            finish: Callable[[ShardTask, list], dict], describe: Callable[[dict], str] = lambda record: "") -> list[dict]:
+        """Every task's record, in task order: verified ones reused, the rest made now.
+
+        The items of all unfinished shards flow through one window of worker processes; a shard is finished
+        (`finish(task, results)`, which calls `self.finish`) as soon as its last item is back.
+        """
+        with self.hash_cache() as hashes:
+            records = [read_record(self.work_dir / record_name(t.name), t.key, self.work_dir, hashes) for t in tasks]
+        todo = [i for i, record in enumerate(records) if record is None]
+        print(f"{self.kind.stage}: {len(tasks)} shards; {len(tasks) - len(todo)} already done, {len(todo)} to do "
+              f"with {workers} processes", flush=True)
+        results: dict[int, list] = {}
+        sizes: dict[int, int] = {}
+
+        def indexed_items() -> Iterator[tuple[int, Any]]:  # runs in this process, one shard loaded at a time
+            for i in todo:
+                loaded = tasks[i].items()
+                sizes[i], results[i] = len(loaded), []
+                yield from ((i, item) for item in loaded) if len(loaded) else [(i, _EMPTY)]
+
+        finished = 0
+        for i, result in process_imap(workers, _Indexed(work), indexed_items()):
+            if result is not _EMPTY:
+                results[i].append(result)
+            if len(results[i]) == sizes[i]:
+                records[i] = finish(tasks[i], results.pop(i))
+                finished += 1
+                detail = describe(records[i])
+                print(f"{self.kind.stage}: {tasks[i].name} done ({finished} of {len(todo)})"
+                      + (f": {detail}" if detail else ""), flush=True)
+        return records
+
+    def publish(self, out_dir: Path, tasks: Sequence[ShardTask], records: Sequence[dict]) -> None:
+        """Drop files of shards no longer in the corpus, render Data Docs, link finished shards into `out_dir`."""
+        self.remove_stale({t.name for t in tasks})
+        if self._validator is not None:  # pages for this run's shards (a resumed run keeps the earlier pages)
+            self._validator.build_data_docs(self.work_dir / GX_DOCS)
+        if Path(out_dir).resolve() == self.work_dir.resolve():
+            return
+        for task, record in zip(tasks, records):
+            for file in published_files(task.name, record["validation"]):
+                link_or_copy(self.work_dir / file, Path(out_dir) / file)
+
+    def remove_stale(self, names: set[str]) -> None:
+        """Shards (and their records, verdicts, GX results) left from a larger or different earlier corpus."""
+        stems = {Path(name).stem for name in names}
+        prefix = next(iter(stems), "").rsplit("-", 1)[0]
+        if not prefix:
+            return
+        for folder in (self.work_dir, self.work_dir / "quarantine", self.work_dir / "validation",
+                       self.work_dir / GX_RESULTS):
+            for path in folder.glob(f"{prefix}-*"):
+                if path.name.split(".")[0] not in stems:
+                    path.unlink()
