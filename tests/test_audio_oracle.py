@@ -13,7 +13,7 @@ import torch
 from s2f.audio import POWER, SAMPLE_RATE, spectrogram
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf  # noqa: E402  (a requirement of the vggface backend)
+import tensorflow as tf  # noqa: E402  (the oracle here and for the vggface backend's tests)
 
 # float32: a bin sums 400 samples |x| <= 1 times a window <= 1, so rounding stays near 400 * 2**-24 * log2(512)
 # ~ 2e-4 relative to the sum's size (<= 200) in the worst case; measured 8e-6.

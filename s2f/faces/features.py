@@ -1,7 +1,7 @@
 """Face-feature backends: a face crop (and its box) → a fixed-size identity feature, plus 68 landmarks.
 
 `dlib` (the default) is dlib's 128-D ResNet face descriptor, weights shipped in `face_recognition_models`, so it runs
-offline. `vggface` is the paper's VGG-Face fc7 (4096-D, Keras 3 on TensorFlow, s2f/faces/vggface.py); its weight file
+offline. `vggface` is the paper's VGG-Face fc7 (4096-D, in torch on the training device, s2f/faces/vggface.py); its weight file
 is downloaded by the user (`features.vggface_weights`, see docs/face_backends.md). Each backend also says the range
 of descriptor norms the feature-shard expectation suite accepts (`norm_range`).
 """
@@ -14,7 +14,7 @@ import numpy as np
 
 from s2f.faces import dlib_models
 from s2f.faces.detect import FaceBox
-from s2f.faces.vggface import VggFaceBackend  # cheap: TensorFlow is imported on the first embed only
+from s2f.faces.vggface import VggFaceBackend  # cheap: torch and h5py are imported on the first embed only
 
 
 class FaceFeatureBackend(Protocol):

@@ -1,4 +1,4 @@
-"""VGG-Face (Parkhi et al., 2015), the face-feature network of the Speech2Face paper, in Keras 3 on TensorFlow.
+"""VGG-Face (Parkhi et al., 2015), the face-feature network of the Speech2Face paper, in torch on the training device.
 
 VGG-Face is VGG-16 trained to tell 2,622 celebrities apart. Speech2Face regresses its fc7 activations (4096-D, after
 the ReLU) from speech, and uses fc8 (the identity logits) as a frozen head for the distillation loss.
@@ -13,15 +13,17 @@ this module never downloads anything. The file is Keras 2's HDF5 weight format:
     ...                         conv1_1 … conv5_3, fc6 (25088, 4096), fc7 (4096, 4096), fc8 (4096, 2622)
 
 Weightless layers (input, pools, flatten, activations) have groups with an empty `weight_names`. We read the
-sixteen weighted layers by name and check every shape, so a wrong or truncated file fails naming the file, the
-layer and the shapes, instead of Keras guessing by topology.
+sixteen weighted layers by name with h5py and check every shape, so a wrong or truncated file fails naming the file,
+the layer and the shapes. `torch_state` then converts Keras's layouts (channels last, TensorFlow kernels) to torch's.
+The Keras network lives on in s2f/faces/vggface_keras.py, only as the tests' oracle and writer of test weight files.
 
-Importing this module is cheap: TensorFlow, Keras and h5py are imported inside the functions that need them.
+Importing this module is cheap: torch and h5py are imported inside the functions that need them, and TensorFlow
+is never imported here.
 """
 
 from __future__ import annotations
 
-import os
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,7 +35,8 @@ import numpy as np
 from s2f.faces.detect import FaceBox, crop_face
 
 if TYPE_CHECKING:
-    import keras
+    import torch
+    from torch import nn
 
 INPUT_SIZE = 224
 # keras-vggface's `preprocess_input(version=1)`: the VGG-Face training images' mean, in B, G, R order
@@ -71,51 +74,6 @@ class VggFaceConfig:
         shapes["fc7"] = ((self.fc_dim, self.fc_dim), (self.fc_dim,))
         shapes["fc8"] = ((self.fc_dim, self.classes), (self.classes,))
         return shapes
-
-
-def _keras() -> Any:
-    """Keras 3 on TensorFlow, with TF's C++ info logs off; imported on first use only."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    # hides TF's C++ info and warning logs (not the oneDNN banner TF 2.21 prints before its logging starts)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        raise RuntimeError(f"VGG-Face needs Keras on TensorFlow, but Keras runs on {keras.backend.backend()!r} "
-                           "(KERAS_BACKEND was set before s2f imported keras)")
-    return keras
-
-
-def build_vggface(config: VggFaceConfig = VggFaceConfig()) -> "keras.Model":
-    """VGG-Face with random weights: BGR mean-subtracted (B, 224, 224, 3) → [fc7 after ReLU (B, fc_dim), fc8 logits].
-
-    Layer names follow the keras-vggface weight file. fc6 and fc7 carry their ReLU (Keras 3 forbids the file's
-    separate `fc6/relu` layer names, which hold no weights); keras-vggface's final softmax is left out.
-    """
-    keras = _keras()
-    layers, channels = keras.layers, dict(config.conv_channels())
-    image = keras.Input((INPUT_SIZE, INPUT_SIZE, 3), name="image")  # (B, 224, 224, 3)
-    x = image
-    for block, (_, convs) in enumerate(BLOCKS, 1):
-        for i in range(1, convs + 1):
-            name = f"conv{block}_{i}"
-            x = layers.Conv2D(channels[name], 3, padding="same", activation="relu", name=name)(x)
-        x = layers.MaxPooling2D(2, strides=2, name=f"pool{block}")(x)  # (B, 224 / 2**block, ..., C)
-    x = layers.Flatten(name="flatten")(x)  # (B, 7*7*C) in (row, col, channel) order, as the TF file expects
-    x = layers.Dense(config.fc_dim, activation="relu", name="fc6")(x)  # (B, fc_dim)
-    fc7 = layers.Dense(config.fc_dim, activation="relu", name="fc7")(x)  # (B, fc_dim): the face feature
-    fc8 = layers.Dense(config.classes, name="fc8")(fc7)  # (B, classes): identity logits
-    return keras.Model(image, [fc7, fc8], name="vggface_vgg16")
-
-
-def _expected_shapes(model: "keras.Model") -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
-    """The (kernel, bias) shapes the model's own weighted layers expect, by name."""
-    names = [name for name, _ in VggFaceConfig().conv_channels()] + ["fc6", "fc7", "fc8"]
-    try:
-        layers = [model.get_layer(name) for name in names]
-    except ValueError as err:
-        raise ValueError(f"not a VGG-Face model (built by build_vggface): {err}") from err
-    return {layer.name: (tuple(layer.kernel.shape), tuple(layer.bias.shape)) for layer in layers}
 
 
 def _names(values: Any) -> list[str]:
@@ -175,38 +133,98 @@ def _read_layer(path: Path, group: Any, layer: str, expected: tuple[tuple[int, .
     return arrays
 
 
-def load_vggface_weights(model: "keras.Model", path: str | Path) -> None:
-    """Set a `build_vggface` model's weights from a keras-vggface file; all are checked before any is set."""
-    weights = read_vggface_weights(path, _expected_shapes(model))
-    for layer, arrays in weights.items():
-        model.get_layer(layer).set_weights(arrays)
+def build_vggface_net(config: VggFaceConfig = VggFaceConfig()) -> "nn.Sequential":
+    """VGG-Face in torch with random weights: BGR mean-subtracted (B, 3, 224, 224) → fc8 logits (B, classes).
+
+    Submodules carry the file's layer names (`conv1_1` … `conv5_3`, `fc6`, `fc7`, `fc8`), so loading is by name and
+    `fc7_and_logits` can stop after fc7's ReLU. Channels first, as torch convolves; the file's channels-last fc6 is
+    reordered when loading (`torch_state`), which keeps the network a plain stack of torch layers.
+    """
+    from torch import nn
+
+    layers: list[tuple[str, nn.Module]] = []
+    c_in, channels = 3, dict(config.conv_channels())
+    for block, (_, convs) in enumerate(BLOCKS, 1):
+        for i in range(1, convs + 1):
+            name = f"conv{block}_{i}"
+            # Keras's padding="same" for a 3×3 stride-1 conv is one pixel on every side
+            layers += [(name, nn.Conv2d(c_in, channels[name], 3, padding=1)), (f"{name}_relu", nn.ReLU())]
+            c_in = channels[name]
+        layers.append((f"pool{block}", nn.MaxPool2d(2, stride=2)))  # (B, C, 224 / 2**block, 224 / 2**block)
+    side = INPUT_SIZE // 2 ** len(BLOCKS)  # 7
+    layers += [("flatten", nn.Flatten()),  # (B, C*7*7) in (channel, row, col) order
+               ("fc6", nn.Linear(side * side * c_in, config.fc_dim)), ("fc6_relu", nn.ReLU()),
+               ("fc7", nn.Linear(config.fc_dim, config.fc_dim)), ("fc7_relu", nn.ReLU()),  # the face feature
+               ("fc8", nn.Linear(config.fc_dim, config.classes))]  # identity logits
+    return nn.Sequential(OrderedDict(layers))
 
 
-def save_vggface_weights(model: "keras.Model", path: str | Path) -> None:
-    """Write the model's weights in keras-vggface's layout (Keras 2 HDF5), e.g. to make test files offline."""
-    import h5py
+def fc7_and_logits(net: "nn.Sequential", images: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """(B, 3, 224, 224) preprocessed images → fc7 after its ReLU (B, fc_dim) and the fc8 logits (B, classes)."""
+    features = net[:-1](images)  # every layer but fc8
+    return features, net.fc8(features)
 
-    keras = _keras()
-    layers = list(_expected_shapes(model))
-    with h5py.File(path, "w") as handle:
-        handle.attrs["layer_names"] = np.array([name.encode("utf8") for name in layers])
-        handle.attrs["backend"] = b"tensorflow"
-        handle.attrs["keras_version"] = keras.__version__.encode("utf8")
-        for name in layers:
-            layer = model.get_layer(name)
-            weight_names = [f"{name}/kernel:0", f"{name}/bias:0"]
-            group = handle.create_group(name)
-            group.attrs["weight_names"] = np.array([w.encode("utf8") for w in weight_names])
-            for weight_name, value in zip(weight_names, (layer.kernel, layer.bias)):
-                group.create_dataset(weight_name, data=np.asarray(value, np.float32))
+
+def _fc6_weight(kernel: np.ndarray, channels: int) -> np.ndarray:
+    """Keras fc6 kernel (7*7*C, fc) → torch weight (fc, C*7*7).
+
+    Keras flattened pool5 channels last, so the kernel's rows run over (row, col, channel); torch flattens channels
+    first, (channel, row, col). Reordering the rows once here gives the same fc6 without permuting activations.
+    """
+    side, fc_dim = INPUT_SIZE // 2 ** len(BLOCKS), kernel.shape[1]
+    by_position = kernel.reshape(side, side, channels, fc_dim)  # (row, col, channel, out)
+    return by_position.transpose(3, 2, 0, 1).reshape(fc_dim, channels * side * side)  # (out, channel, row, col)
+
+
+def torch_state(weights: dict[str, list[np.ndarray]], config: VggFaceConfig) -> dict[str, np.ndarray]:
+    """keras-vggface [kernel, bias] arrays by layer → `build_vggface_net(config)`'s state dict (float32 arrays).
+
+    Conv kernels go from Keras's (kh, kw, in, out) to torch's (out, in, kh, kw), dense kernels from (in, out) to
+    (out, in), and fc6's rows from a channels-last to a channels-first flatten (`_fc6_weight`).
+    """
+    last_channels = config.conv_channels()[-1][1]
+    state = {}
+    for layer, (kernel, bias) in weights.items():
+        if layer == "fc6":
+            weight = _fc6_weight(kernel, last_channels)
+        elif kernel.ndim == 4:
+            weight = kernel.transpose(3, 2, 0, 1)  # (kh, kw, in, out) → (out, in, kh, kw)
+        else:
+            weight = kernel.T  # (in, out) → (out, in)
+        state[f"{layer}.weight"] = np.ascontiguousarray(weight, np.float32)
+        state[f"{layer}.bias"] = np.ascontiguousarray(bias, np.float32)
+    return state
+
+
+def load_vggface_net(path: str | Path, config: VggFaceConfig = VggFaceConfig(),
+                     device: "str | torch.device" = "cpu") -> "nn.Sequential":
+    """The torch VGG-Face with a keras-vggface file's weights, frozen, in eval mode, on `device`.
+
+    The file is read and every shape checked before the network exists, so a wrong file fails naming the file and
+    the layer. The net is built on the meta device and takes the file's tensors as its parameters: no 145M random
+    numbers are drawn only to be overwritten.
+    """
+    import torch
+
+    state = torch_state(read_vggface_weights(path, config.weight_shapes()), config)
+    with torch.device("meta"):
+        net = build_vggface_net(config)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True, assign=True)
+    return net.requires_grad_(False).eval().to(device)
+
+
+def default_device() -> "torch.device":
+    """CUDA when present (the training device), else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @lru_cache(maxsize=2)
-def _cached_model(path: str, stamp: tuple[int, int], config: VggFaceConfig) -> "keras.Model":
-    """One loaded model per (file, its size and mtime, config) per process: building and loading takes seconds."""
-    model = build_vggface(config)
-    load_vggface_weights(model, path)
-    return model
+def _cached_net(path: str, stamp: tuple[int, int], config: VggFaceConfig, device: str) -> "nn.Sequential":
+    """One loaded net per (file, its size and mtime, config, device) per process: reading 580 MB takes seconds."""
+    return load_vggface_net(path, config, device)
+
 
 
 def face_input(crop: np.ndarray, box: FaceBox, box_scale: float = BOX_SCALE) -> np.ndarray:
@@ -226,7 +244,10 @@ def preprocess(images: np.ndarray) -> np.ndarray:
 
 
 class VggFaceBackend:
-    """fc7 of VGG-Face (4096-D, after the ReLU) on the face box grown to `box_scale`, as Speech2Face's target."""
+    """fc7 of VGG-Face (4096-D, after the ReLU) on the face box grown to `box_scale`, as Speech2Face's target.
+
+    Runs in torch on `device` (None: CUDA when present, else the CPU), float32, `_BATCH` faces per pass.
+    """
 
     name = "vggface"
     dim = 4096
@@ -236,7 +257,7 @@ class VggFaceBackend:
     norm_range = (1.0, 1.0e4)
 
     def __init__(self, weights: str | Path | None = None, config: VggFaceConfig = VggFaceConfig(),
-                 box_scale: float = BOX_SCALE):
+                 box_scale: float = BOX_SCALE, device: str | None = None):
         if weights is None:
             raise ValueError("the vggface backend needs its weight file: set features.vggface_weights to the path "
                              f"of rcmalli_vggface_tf_vgg16.h5 (see {DOCS})")
@@ -244,22 +265,29 @@ class VggFaceBackend:
         if not self.weights.is_file():
             raise FileNotFoundError(f"VGG-Face weight file not found: {self.weights} (download "
                                     f"rcmalli_vggface_tf_vgg16.h5 yourself, see {DOCS})")
-        self.config, self.dim, self.box_scale = config, config.fc_dim, box_scale
+        self.config, self.dim, self.box_scale, self.device = config, config.fc_dim, box_scale, device
 
-    def model(self) -> "keras.Model":
+    def model(self) -> "nn.Sequential":
+        """The loaded torch net (`build_vggface_net`'s layout), shared by every backend on the same file."""
         stat = self.weights.stat()
-        return _cached_model(str(self.weights.resolve()), (stat.st_size, stat.st_mtime_ns), self.config)
+        device = str(self.device or default_device())
+        return _cached_net(str(self.weights.resolve()), (stat.st_size, stat.st_mtime_ns), self.config, device)
 
     def _forward(self, crops: Sequence[np.ndarray], boxes: Sequence[FaceBox]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
         if len(crops) != len(boxes):
             raise ValueError(f"{len(crops)} crops but {len(boxes)} boxes")
-        model, fc7, fc8 = self.model(), [], []
+        net, fc7, fc8 = self.model(), [], []
+        device = next(net.parameters()).device
         for start in range(0, len(crops), _BATCH):
             faces = np.stack([face_input(c, b, self.box_scale)
                               for c, b in zip(crops[start:start + _BATCH], boxes[start:start + _BATCH])])
-            features, logits = model(preprocess(faces), training=False)  # (n, fc_dim), (n, classes)
-            fc7.append(np.asarray(features, np.float32))
-            fc8.append(np.asarray(logits, np.float32))
+            images = torch.from_numpy(preprocess(faces)).to(device).permute(0, 3, 1, 2)  # (n, 3, 224, 224) BGR
+            with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False):  # fp32 convs
+                features, logits = fc7_and_logits(net, images)  # (n, fc_dim), (n, classes)
+            fc7.append(features.float().cpu().numpy())
+            fc8.append(logits.float().cpu().numpy())
         if not fc7:
             return np.zeros((0, self.dim), np.float32), np.zeros((0, self.config.classes), np.float32)
         return np.concatenate(fc7), np.concatenate(fc8)
@@ -279,6 +307,5 @@ class VggFaceBackend:
     def identity_head(self) -> tuple[np.ndarray, np.ndarray]:
         """fc8 as (weight (classes, dim), bias (classes,)) float32: `nn.Linear(dim, classes)`'s layout, so the
         torch side can rebuild the frozen identity head for the distillation loss."""
-        fc8 = self.model().get_layer("fc8")
-        weight = np.ascontiguousarray(np.asarray(fc8.kernel, np.float32).T)  # Keras (dim, classes) → (classes, dim)
-        return weight, np.asarray(fc8.bias, np.float32)
+        fc8 = self.model().fc8
+        return fc8.weight.detach().float().cpu().numpy().copy(), fc8.bias.detach().float().cpu().numpy().copy()

@@ -1,8 +1,9 @@
 """VGG-Face backend: the keras-vggface weight layout, strict loading, and features on a real face crop.
 
-No real weights ship with the repo (and nothing is downloaded), so the tests build a narrow VGG-Face, write it in the
-public file's layout, and check what a user would: a round trip is exact, Keras's own Keras-2 HDF5 reader agrees with
-ours on the file, a wrong or damaged file names the layer, and the backend gives finite fc7 features of a real face.
+No real weights ship with the repo (and nothing is downloaded), so the tests build a narrow VGG-Face in Keras (the
+network the public file was saved from), write it in the public file's layout, and check what a user would: a round
+trip is exact, Keras's own Keras-2 HDF5 reader agrees with ours on the file, the torch backend gives Keras's fc7 and
+fc8 on real faces, a wrong or damaged file names the layer, and the backend gives finite fc7 features of a real face.
 """
 
 import shutil
@@ -14,14 +15,23 @@ import h5py
 import numpy as np
 import pytest
 
-from s2f.faces.detect import crop_face, detect_faces, largest_face
+from s2f.faces import vggface
+from s2f.faces.detect import FaceBox, crop_face, detect_faces, largest_face
 from s2f.faces.features import get_backend
-from s2f.faces.vggface import (MEAN_BGR, VggFaceBackend, VggFaceConfig, build_vggface, load_vggface_weights,
-                               preprocess, save_vggface_weights)
+from s2f.faces.vggface import (MEAN_BGR, VggFaceBackend, VggFaceConfig, build_vggface_net, face_input, load_vggface_net,
+                               preprocess, torch_state)
+from s2f.faces.vggface_keras import build_vggface, load_vggface_weights, save_vggface_weights
 from s2f.io.media import read_frames
 
 NARROW = VggFaceConfig(width=1 / 16, fc_dim=64, classes=10)
 CLIP = "clips/sadtalker_hdtf__WDA_KatieHill_000.mp4"  # one clear frontal face, 512×512
+# more real faces for the torch-vs-Keras oracle: other people, sizes and sources
+ORACLE_CLIPS = (CLIP, "clips/grid_lipnet__bbaf2n.mpg", "clips/pcavs__Input__00010.mp4")
+# torch vs Keras, both float32 on the CPU: max |difference| ≤ ORACLE_RTOL × the largest |Keras output| of that layer.
+# Relative to scale because the narrow net's outputs are ~0.3, not ~1; measured 3e-7 (fc7) and 8e-7 (fc8), while
+# fc6 converted with a plain transpose (the channels-last flatten ignored) is off by ~1 × the scale.
+ORACLE_RTOL = 1e-4
+BOX = FaceBox(60, 60, 160, 160, 1.0)  # a face box for inputs whose content does not matter
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +53,20 @@ def face(realsample):
     box = largest_face(detect_faces(frame))
     assert box is not None
     return crop_face(frame, box, size=224, margin=0.4)
+
+
+@pytest.fixture(scope="module")
+def faces(realsample):
+    """Real faces of three people: one frame per clip, cropped to 224 as preprocessing does, and their boxes."""
+    crops, boxes = [], []
+    for clip in ORACLE_CLIPS:
+        (_, frame), = read_frames(realsample / clip, count=1, span=1.0)
+        box = largest_face(detect_faces(frame))
+        assert box is not None, clip
+        crop, box = crop_face(frame, box, size=224, margin=0.4)
+        crops.append(crop)
+        boxes.append(box)
+    return crops, boxes
 
 
 def images(seed: int, n: int = 2) -> np.ndarray:
@@ -104,6 +128,9 @@ def test_a_file_of_another_width_fails_naming_the_layer_and_shapes(tmp_path):
                                          r"expected \(3, 3, 3, 4\)"):
         load_vggface_weights(target, wider)
     np.testing.assert_array_equal(np.asarray(target.get_layer("fc8").kernel), before)  # nothing half-loaded
+    with pytest.raises(ValueError, match=r"wider\.h5: layer 'conv1_1' kernel has shape \(3, 3, 3, 8\), "
+                                         r"expected \(3, 3, 3, 4\)"):
+        load_vggface_net(wider, NARROW)  # the torch backend's loader: same reader, same message
 
 
 def test_a_damaged_file_fails_naming_the_layer(narrow, tmp_path):
@@ -126,6 +153,8 @@ def test_a_damaged_file_fails_naming_the_layer(narrow, tmp_path):
         load_vggface_weights(model, missing)
     with pytest.raises(ValueError, match=r"cut\.h5 cannot be opened as HDF5 .*truncated"):
         load_vggface_weights(model, cut)
+    with pytest.raises(ValueError, match=r"wrong\.h5: layer 'conv3_2' kernel has shape \(3, 3, 16, 15\)"):
+        VggFaceBackend(wrong, NARROW, device="cpu").embed(np.zeros((224, 224, 3), np.uint8), BOX)
 
 
 def test_a_missing_file_is_named_with_where_to_read_more(tmp_path):
@@ -136,6 +165,35 @@ def test_a_missing_file_is_named_with_where_to_read_more(tmp_path):
         get_backend("vggface")
     with pytest.raises(FileNotFoundError, match=str(absent)):
         load_vggface_weights(build_vggface(NARROW), absent)
+
+
+def test_fc6_rows_are_reordered_from_keras_channels_last_flatten():
+    """Keras flattened pool5 as (row, col, channel), torch flattens (channel, row, col): fc6 must agree on both."""
+    rng = np.random.default_rng(3)
+    channels = NARROW.conv_channels()[-1][1]
+    pool5 = rng.normal(size=(channels, 7, 7)).astype(np.float32)  # (C, 7, 7): torch's layout
+    kernel = rng.normal(size=(7 * 7 * channels, 5)).astype(np.float32)  # Keras (7*7*C, out)
+    state = torch_state({"fc6": [kernel, np.zeros(5, np.float32)]}, NARROW)
+    keras_out = pool5.transpose(1, 2, 0).reshape(-1) @ kernel  # Keras: channels-last flatten
+    np.testing.assert_allclose(state["fc6.weight"] @ pool5.reshape(-1), keras_out, rtol=1e-5, atol=1e-4)
+    assert not np.allclose(kernel.T @ pool5.reshape(-1), keras_out, atol=1e-2)  # a plain transpose would be wrong
+
+
+def test_torch_backend_gives_keras_fc7_and_logits_on_real_faces(narrow, faces, monkeypatch):
+    """The oracle: the Keras net the file was saved from and the torch backend reading that file, on real faces."""
+    model, path = narrow
+    crops, boxes = faces
+    keras_in = preprocess(np.stack([face_input(c, b) for c, b in zip(crops, boxes)]))  # (3, 224, 224, 3) BGR
+    keras_fc7, keras_fc8 = (np.asarray(t) for t in model(keras_in))
+    assert (keras_fc7 > 0).mean() > 0.2  # live ReLUs: the comparison is not one of zeros
+
+    monkeypatch.setattr(vggface, "_BATCH", 2)  # three faces: one full batch and one partial
+    backend = VggFaceBackend(path, NARROW, device="cpu")
+    fc7, fc8 = backend.embed_batch(crops, boxes), backend.logits_batch(crops, boxes)
+    for got, want in ((fc7, keras_fc7), (fc8, keras_fc8)):
+        assert got.shape == want.shape and got.dtype == np.float32
+        worst, scale = np.abs(got - want).max(), np.abs(want).max()
+        assert worst <= ORACLE_RTOL * scale, f"max |torch - keras| = {worst:.3g} at output scale {scale:.3g}"
 
 
 def test_preprocessing_is_keras_vggface_version_1():
@@ -171,7 +229,7 @@ def test_backend_embeds_a_real_face(narrow, face):
 
 
 def test_identity_head_is_fc8_in_torch_linear_layout(narrow, face):
-    _, path = narrow
+    model, path = narrow
     crop, box = face
     backend = VggFaceBackend(path, NARROW)
     weight, bias = backend.identity_head()
@@ -179,6 +237,7 @@ def test_identity_head_is_fc8_in_torch_linear_layout(narrow, face):
     fc7 = backend.embed_batch([crop], [box])
     np.testing.assert_allclose(backend.logits_batch([crop], [box]), fc7 @ weight.T + bias, rtol=1e-4, atol=1e-5)
     assert VggFaceBackend(path, NARROW).model() is backend.model()  # loaded once per process
+    np.testing.assert_array_equal(weight, np.asarray(model.get_layer("fc8").kernel).T)  # Keras (dim, classes)
 
 
 def test_the_paper_net_has_the_public_files_shapes():
@@ -190,9 +249,32 @@ def test_the_paper_net_has_the_public_files_shapes():
     assert params == 145_002_878  # VGG-16's 138,357,544 with 2,622 instead of 1,000 classes
     assert VggFaceBackend.dim == 4096
 
+    import torch
+
+    with torch.device("meta"):  # shapes only: no 145M random numbers
+        net = build_vggface_net()
+    converted = torch_state({layer: [np.empty(k, np.float32), np.empty(b, np.float32)] for layer, (k, b) in
+                             shapes.items()}, VggFaceConfig())
+    assert {k: v.shape for k, v in converted.items()} == {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    assert sum(p.numel() for p in net.parameters()) == params
+
 
 def test_importing_the_backends_does_not_import_tensorflow():
-    code = "import sys, s2f.faces.features; print(sorted({'tensorflow', 'keras', 'h5py'} & set(sys.modules)))"
+    code = ("import sys, s2f.faces.features; "
+            "print(sorted({'tensorflow', 'keras', 'h5py', 'torch'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "[]"
+
+
+def test_embedding_runs_without_tensorflow(narrow):
+    """The features stage's path: torch and h5py only; TensorFlow and Keras stay out of the process."""
+    _, path = narrow
+    code = ("import sys, numpy as np; from s2f.faces.detect import FaceBox; "
+            "from s2f.faces.vggface import VggFaceBackend, VggFaceConfig; "
+            f"b = VggFaceBackend({str(path)!r}, VggFaceConfig(width=1 / 16, fc_dim=64, classes=10)); "
+            f"f = b.embed(np.zeros((224, 224, 3), np.uint8), {BOX!r}); "
+            "print(f.shape, sorted({'tensorflow', 'keras'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "(64,) []"
