@@ -1,34 +1,36 @@
 """One training loop for every model: AMP on CUDA, DDP under `torchrun`, checkpoints, exact resume.
 
-A checkpoint holds everything the next step depends on: weights, optimiser and scheduler state, the step, the RNG
-states, the partial sums of the epoch being logged and the curve so far. Batches are a pure function of
-(seed, step) (see `s2f.training.data`), so a run killed at any point and resumed from its last checkpoint ends
-with the same weights as a run never interrupted (on CPU, where kernels are deterministic). A checkpoint also
+A checkpoint (`s2f.training.checkpoint`) holds everything the next step depends on: weights, optimiser and scheduler
+state, the step, the RNG states, the partial sums of the epoch being logged and the curve so far. Batches are a pure
+function of (seed, step) (see `s2f.training.data`), so a run killed at any point and resumed from its last checkpoint
+ends with the same weights as a run never interrupted (on CPU, where kernels are deterministic). A checkpoint also
 carries a fingerprint of the run's settings, data and training code: one written under other params, data or
 code is ignored, never resumed.
-It is written to a temporary file and renamed, so a kill during the write leaves the previous one intact.
 
 A model that needs more than the loss (the encoder's loss-weight calibration at a set step, its validation speakers
 scored every epoch) passes `Hooks`: called at those points, their state saved in every checkpoint and restored on
 resume, so that a resumed run still ends bit-identical. Without hooks `fit` is the plain loop.
+
+`Run` is what `fit` and the GANs' `s2f.training.adversarial.fit_adversarial` share around their steps: the resume,
+the loader, the per-epoch rows and the checkpoints.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
 
 from s2f.io.shards import work_key
 from s2f.lineage import closure_hash
+from s2f.training.checkpoint import Progress, Stateful, load_checkpoint, save_checkpoint
 from s2f.training.data import StepBatches, make_loader
 from s2f.training.distributed import Runtime, mean_across_ranks
 
@@ -43,12 +45,6 @@ class LoopSettings:
     fingerprint: str = ""            # settings + data identity; a checkpoint with another one is not resumed
     amp: bool = True                 # bf16 autocast on CUDA (no loss scaling needed); ignored on CPU
     workers: int = 0                 # DataLoader worker processes
-
-
-class Stateful(Protocol):
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -66,14 +62,6 @@ class Hooks:
     before_step: Callable[[int], None] | None = None
     end_epoch: Callable[[int], dict[str, float]] | None = None
     state: Stateful | None = None
-
-
-@dataclass
-class Progress:
-    step: int = 0
-    sums: dict[str, float] = field(default_factory=dict)
-    count: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 # the code a training result depends on (their import closures, s2f.lineage): a fix to it must retrain, not resume
@@ -99,40 +87,57 @@ def autocast(device: torch.device, enabled: bool = True):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
-def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer, sched, progress: Progress,
-                    fingerprint: str, extra: Stateful | None = None) -> None:
-    state = {
-        "fingerprint": fingerprint, "step": progress.step, "sums": progress.sums, "count": progress.count,
-        "history": progress.history, "model": model.state_dict(), "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(), "rng_cpu": torch.get_rng_state(),
-        "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "hooks": extra.state_dict() if extra is not None else None,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+class Run:
+    """One training run's bookkeeping around its optimizer steps, the same for `fit` and `fit_adversarial`.
 
+    `objects`: what the next step depends on besides the RNGs (models, optimisers, schedulers, hook state), saved
+    and restored by name. Building a Run resumes from `settings.checkpoint` when its fingerprint matches (restoring
+    `objects` and the RNGs: move the models to their device first, so that optimisers load their state there) and
+    replays the curve so far to `log` on rank 0; `batches` then start at the step reached.
+    """
 
-def load_checkpoint(path: Path | None, expected: str, model: nn.Module, opt, sched,
-                    extra: Stateful | None = None) -> Progress | None:
-    """Restore a matching checkpoint into model, optimiser, scheduler, the RNGs and `extra` (the hooks' state);
-    None when there is none."""
-    if path is None or not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("fingerprint") != expected:
-        print(f"checkpoint {path} was written by other settings or data: starting afresh")
-        return None
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng_cpu"])
-    if state["rng_cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng_cuda"])
-    if extra is not None and state.get("hooks") is not None:
-        extra.load_state_dict(state["hooks"])
-    return Progress(state["step"], dict(state["sums"]), state["count"], list(state["history"]))
+    def __init__(self, objects: dict[str, Stateful], batches: StepBatches, settings: LoopSettings, runtime: Runtime,
+                 log: LogFn):
+        self.objects, self.batches, self.settings, self.runtime, self.log = objects, batches, settings, runtime, log
+        self.progress = load_checkpoint(settings.checkpoint, settings.fingerprint, objects) or Progress()
+        if self.progress.step:
+            print(f"resuming from step {self.progress.step} of {batches.steps} ({settings.checkpoint})")
+        if runtime.is_main:
+            for epoch, row in enumerate(self.progress.history):
+                log(epoch, row)
+        batches.start = self.progress.step
+
+    def loader(self, dataset: Dataset) -> DataLoader:
+        """The batches of the steps left. Starting the iteration draws a seed from the loader's own generator (not
+        the global RNG: see `make_loader`), reseeded here rather than checkpointed: the resumed run's draw must be
+        the uninterrupted run's first one, which its state saved after that draw would not give."""
+        return make_loader(dataset, self.batches, self.settings.workers,
+                           pin_memory=self.runtime.device.type == "cuda",
+                           generator=torch.Generator().manual_seed(self.batches.seed))
+
+    def count_step(self, terms: dict[str, torch.Tensor], n: int) -> bool:
+        """Count an optimizer step (its loss `terms` over a batch of `n`); True when it ends an epoch."""
+        self.progress.add(terms, n)
+        return self.progress.step % self.batches.steps_per_epoch == 0 or self.progress.step == self.batches.steps
+
+    def end_epoch(self, rates: dict[str, float], extra: Callable[[int], dict[str, float]] | None = None) -> int:
+        """Close the epoch: its row (each term's mean over the epoch and the ranks, `rates`, the step, then
+        `extra(epoch)`, called on every rank) onto the curve and to `log` on rank 0; returns the epoch's number."""
+        epoch = len(self.progress.history)
+        row = mean_across_ranks(self.progress.close_epoch(), self.runtime) | rates | {"step": self.progress.step}
+        if extra is not None:
+            row |= extra(epoch)
+        self.progress.history.append(row)
+        if self.runtime.is_main:
+            self.log(epoch, row)
+        return epoch
+
+    def checkpoint_if_due(self) -> None:
+        """On rank 0, every `checkpoint_every` steps and after the last one."""
+        s, step = self.settings, self.progress.step
+        if s.checkpoint and s.checkpoint_every and self.runtime.is_main and (
+                step % s.checkpoint_every == 0 or step == self.batches.steps):
+            save_checkpoint(s.checkpoint, s.fingerprint, self.progress, self.objects)
 
 
 def fit(model: nn.Module, step_loss: StepLoss, dataset, batches: StepBatches, opt: torch.optim.Optimizer, sched,
@@ -145,52 +150,27 @@ def fit(model: nn.Module, step_loss: StepLoss, dataset, batches: StepBatches, op
     """
     hooks = hooks or Hooks()
     model.to(runtime.device)
-    progress = load_checkpoint(settings.checkpoint, settings.fingerprint, model, opt, sched, hooks.state) or Progress()
-    if progress.step:
-        print(f"resuming from step {progress.step} of {batches.steps} ({settings.checkpoint})")
-    if runtime.is_main:
-        for epoch, row in enumerate(progress.history):
-            log(epoch, row)
+    objects = {"model": model, "optimizer": opt, "scheduler": sched}
+    run = Run(objects | ({"hooks": hooks.state} if hooks.state is not None else {}), batches, settings, runtime, log)
     wrapped = DistributedDataParallel(model) if runtime.distributed else model
-    batches.start = progress.step
-    loader = make_loader(dataset, batches, settings.workers, pin_memory=runtime.device.type == "cuda",
-                         generator=torch.Generator().manual_seed(batches.seed))  # not the global RNG: see make_loader
+
+    def end_epoch(epoch: int) -> dict[str, float]:
+        row = hooks.end_epoch(epoch)
+        model.train()
+        return row
+
     model.train()
-    for batch in loader:
+    for batch in run.loader(dataset):
         if hooks.before_step is not None:
-            hooks.before_step(progress.step)
+            hooks.before_step(run.progress.step)
         with autocast(runtime.device, settings.amp):
             terms = step_loss(wrapped, batch, runtime.device)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()
         sched.step()
-        progress.step += 1
-        _accumulate(progress, terms, len(batch[0]))
-        if progress.step % batches.steps_per_epoch == 0 or progress.step == batches.steps:
-            _end_epoch(progress, sched, runtime, log, hooks, model)
-        if settings.checkpoint and settings.checkpoint_every and runtime.is_main and (
-                progress.step % settings.checkpoint_every == 0 or progress.step == batches.steps):
-            save_checkpoint(settings.checkpoint, model, opt, sched, progress, settings.fingerprint, hooks.state)
+        if run.count_step(terms, len(batch[0])):
+            run.end_epoch({"lr": sched.get_last_lr()[0]}, end_epoch if hooks.end_epoch is not None else None)
+        run.checkpoint_if_due()
     model.eval()
-    return progress.history
-
-
-def _accumulate(progress: Progress, terms: dict[str, torch.Tensor], n: int) -> None:
-    for key, value in terms.items():
-        progress.sums[key] = progress.sums.get(key, 0.0) + float(value.detach()) * n
-    progress.count += n
-
-
-def _end_epoch(progress: Progress, sched, runtime: Runtime, log: LogFn, hooks: Hooks | None = None,
-               model: nn.Module | None = None) -> None:
-    row = {f"loss_{k}": v / max(progress.count, 1) for k, v in sorted(progress.sums.items())}
-    row = mean_across_ranks(row, runtime) | {"lr": sched.get_last_lr()[0], "step": progress.step}
-    if hooks is not None and hooks.end_epoch is not None:
-        row |= hooks.end_epoch(len(progress.history))
-        if model is not None:
-            model.train()
-    progress.history.append(row)
-    progress.sums, progress.count = {}, 0
-    if runtime.is_main:
-        log(len(progress.history) - 1, row)
+    return run.progress.history

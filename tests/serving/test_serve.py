@@ -6,13 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +16,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from s2f.io.http import wait_until_answers
 from s2f.inference import Speech2Face, b64encode, decode_audio
 from s2f.stages import infer
-from tests.s3_server import free_port
 from tests.serving import IMAGE_SIZE, REAL_CLIP, audio_bytes, extract_wav, tiny_models, tone
-
-BIN = Path(sys.executable).parent   # the venv's bin: `mlflow models serve` execs `uvicorn` from PATH
 
 
 @dataclass
@@ -40,62 +31,27 @@ class Registry:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory, realsample) -> Iterator[Registry]:
+def registry(tracking_store, realsample) -> Registry:
     """The three models logged in one run of a fresh SQLite store; speech2face version 1 is @champion."""
     import mlflow
 
     from s2f.serving.log import log_face_decoder, log_speech2face, log_voice_encoder
 
-    root = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{root / 'mlruns.db'}"
+    root = tracking_store.root
     encoder, decoder = tiny_models(root)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
-        mlflow.set_tracking_uri(uri)
-        try:
-            mlflow.set_experiment(experiment_id=mlflow.create_experiment(
-                "serving", artifact_location=(root / "mlartifacts").as_uri()))
-            with mlflow.start_run():
-                composite = log_speech2face(encoder, decoder, registered_model_name="speech2face")
-                models = {"speech2face": composite.model_uri, "voice_encoder": log_voice_encoder(encoder).model_uri,
-                          "face_decoder": log_face_decoder(decoder).model_uri}
-            mlflow.MlflowClient().set_registered_model_alias("speech2face", "champion",
-                                                             composite.registered_model_version)
-            yield Registry(uri, encoder, decoder, models, extract_wav(realsample / REAL_CLIP, root / "voice.wav"))
-        finally:
-            mlflow.set_tracking_uri(None)   # back to the environment's (restored by the context) for later tests
+    with mlflow.start_run():
+        composite = log_speech2face(encoder, decoder, registered_model_name="speech2face")
+        models = {"speech2face": composite.model_uri, "voice_encoder": log_voice_encoder(encoder).model_uri,
+                  "face_decoder": log_face_decoder(decoder).model_uri}
+    mlflow.MlflowClient().set_registered_model_alias("speech2face", "champion", composite.registered_model_version)
+    return Registry(tracking_store.uri, encoder, decoder, models, extract_wav(realsample / REAL_CLIP,
+                                                                              root / "voice.wav"))
 
 
 @pytest.fixture(scope="module")
-def server(registry, tmp_path_factory) -> Iterator[str]:
-    """`mlflow models serve -m models:/speech2face@champion` in its own process group; its URL once /ping is 200."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("server") / "serve.log"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", "models:/speech2face@champion",
-                                 "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, proc, log)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
-    if wait_until_answers(f"{url}/ping", timeout, gave_up=lambda: proc.poll() is not None):
-        return
-    if proc.poll() is not None:
-        pytest.fail(f"mlflow models serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-    pytest.fail(f"mlflow models serve not up after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+def server(registry, serve) -> str:
+    """`mlflow models serve -m models:/speech2face@champion`; its URL once /ping is 200."""
+    return serve("models:/speech2face@champion", registry.uri)
 
 
 def invoke(url: str, audio: list[str]) -> tuple[int, dict]:

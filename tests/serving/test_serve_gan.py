@@ -5,10 +5,6 @@ and `s2f infer --gan FILE`. One tiny family only: the other is served by the sam
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +14,8 @@ import pytest
 
 from s2f.inference import GanFaces, b64encode, decode_audio
 from s2f.stages import infer
-from tests.s3_server import free_port
 from tests.serving import REAL_CLIP, audio_bytes, extract_wav, tiny_gan, tone
-from tests.serving.test_serve import BIN, _wait_until_up, invoke, png_image
+from tests.serving.test_serve import invoke, png_image
 
 FAMILY = "wav2pix"
 URI = f"models:/{FAMILY}@champion"
@@ -35,52 +30,25 @@ class Registry:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory, realsample) -> Iterator[Registry]:
+def registry(tracking_store, realsample) -> Registry:
     """The family logged and registered as `wav2pix` version 1, aliased @champion, in a fresh SQLite store."""
     import mlflow
 
     from s2f.serving.log import log_voice_to_face
 
-    root = tmp_path_factory.mktemp("gan-registry")
-    uri = f"sqlite:///{root / 'mlruns.db'}"
+    root = tracking_store.root
     model = tiny_gan(root, FAMILY)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
-        mlflow.set_tracking_uri(uri)
-        try:
-            mlflow.set_experiment(experiment_id=mlflow.create_experiment(
-                "serving-gan", artifact_location=(root / "mlartifacts").as_uri()))
-            with mlflow.start_run():
-                info = log_voice_to_face(model, FAMILY, registered_model_name=FAMILY)
-            mlflow.MlflowClient().set_registered_model_alias(FAMILY, "champion", info.registered_model_version)
-            yield Registry(uri, model, GanFaces.from_file(model, "cpu"),
-                           extract_wav(realsample / REAL_CLIP, root / "voice.wav"))
-        finally:
-            mlflow.set_tracking_uri(None)
+    with mlflow.start_run():
+        info = log_voice_to_face(model, FAMILY, registered_model_name=FAMILY)
+    mlflow.MlflowClient().set_registered_model_alias(FAMILY, "champion", info.registered_model_version)
+    return Registry(tracking_store.uri, model, GanFaces.from_file(model, "cpu"),
+                    extract_wav(realsample / REAL_CLIP, root / "voice.wav"))
 
 
 @pytest.fixture(scope="module")
-def server(registry, tmp_path_factory) -> Iterator[str]:
-    """`mlflow models serve -m models:/wav2pix@champion` in its own process group; its URL once /ping is 200."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("gan-server") / "serve.log"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": registry.uri, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", URI, "--env-manager", "local",
-                                 "-h", "127.0.0.1", "-p", str(port)],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_up(url, proc, log)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+def server(registry, serve) -> str:
+    """`mlflow models serve -m models:/wav2pix@champion`; its URL once /ping is 200."""
+    return serve(URI, registry.uri)
 
 
 def test_served_family_draws_a_face_of_its_size_for_a_real_voice(server, registry):

@@ -1,25 +1,24 @@
 """A tiny voice-encoder training run as its own process, for the resume (SIGKILL) and DDP (torchrun) tests.
 
 Usage: python -m tests.training.run_training --out DIR [--checkpoint FILE] [--kill-after-epoch K]
-Writes DIR/weights-rank<R>.pt (every rank), DIR/curve.json and DIR/summary.json (rank 0). Two of the six speakers
-validate every epoch and the best epoch's weights are kept; the loss weights are calibrated at step 3, so a kill
-after epoch 1 (step 8, last checkpoint at step 6) resumes past both.
+Writes DIR/weights-rank<R>.pt (every rank), DIR/curve.json and DIR/summary.json (rank 0); see `tests.training.runs`.
+Two of the six speakers validate every epoch and the best epoch's weights are kept; the loss weights are calibrated
+at step 3, so a kill after epoch 1 (step 8, last checkpoint at step 6) resumes past both.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import signal
-from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from s2f.config import TrainEncoderParams
-from s2f.training.distributed import setup_runtime, teardown_runtime
+from s2f.training.distributed import Runtime
 from s2f.training.encoder import train_encoder
+from s2f.training.loop import LogFn
+from tests.training import runs
 
 PARAMS = {
     "model": {"preset": "demo", "blocks": [{"channels": 4, "time_pool": True, "freq_stride": 4},
@@ -39,32 +38,14 @@ def synthetic_data(n: int = 24, seconds: float = 1.0, dim: int = 6, speakers: in
     return audio, embedding, np.arange(n) % speakers
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--checkpoint", type=Path)
-    parser.add_argument("--kill-after-epoch", type=int)
-    args = parser.parse_args()
+def train(args: argparse.Namespace, runtime: Runtime, log: LogFn) -> tuple[nn.Module, dict | None]:
     audio, embedding, speakers = synthetic_data()
     torch.manual_seed(1)
     f_dec, head = torch.nn.Linear(6, 10), torch.nn.Linear(6, 6)
-    runtime = setup_runtime()
-    rows = []
-
-    def log(epoch: int, row: dict) -> None:
-        rows.append(row)
-        if args.kill_after_epoch is not None and epoch == args.kill_after_epoch:
-            os.kill(os.getpid(), signal.SIGKILL)  # a real kill: no cleanup, no atexit, mid-run
-
     trained = train_encoder(audio, embedding, f_dec, head, TrainEncoderParams.model_validate(PARAMS), runtime, log,
                             args.checkpoint, speakers=np.array([f"s{k}" for k in speakers]))
-    args.out.mkdir(parents=True, exist_ok=True)
-    torch.save(trained.model.state_dict(), args.out / f"weights-rank{runtime.rank}.pt")
-    if runtime.is_main:
-        (args.out / "curve.json").write_text(json.dumps(rows))
-        (args.out / "summary.json").write_text(json.dumps(trained.summary()))
-    teardown_runtime(runtime)
+    return trained.model, trained.summary()
 
 
 if __name__ == "__main__":
-    main()
+    runs.main(train)

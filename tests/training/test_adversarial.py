@@ -3,9 +3,6 @@ two CPU processes under torchrun keep the replicas equal; the pairs data and the
 
 from __future__ import annotations
 
-import json
-import signal
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +10,7 @@ import torch
 
 from s2f.split import unseen_speech
 from s2f.training.pairs import FaceVoicePairs, dense_labels
-from tests.training.test_loop import _free_port, _run, _weights
+from tests.training.runs import assert_killed_run_resumes, free_port, run, weights
 
 FAMILIES = ("wen2019", "wav2pix")
 
@@ -21,33 +18,18 @@ FAMILIES = ("wen2019", "wav2pix")
 @pytest.mark.reliability
 @pytest.mark.parametrize("family", FAMILIES)
 def test_killed_gan_run_resumes_to_the_same_weights(tmp_path, family):
-    straight = _run("-m", "tests.training.run_gan", "--family", family, "--out", str(tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr
-    ckpt = tmp_path / "ckpt.pt"
-    killed = _run("-m", "tests.training.run_gan", "--family", family, "--out", str(tmp_path / "resumed"),
-                  "--checkpoint", str(ckpt), "--kill-after-epoch", "2")
-    assert killed.returncode == -signal.SIGKILL
-    assert ckpt.is_file() and not (tmp_path / "resumed").exists()
-    resumed = _run("-m", "tests.training.run_gan", "--family", family, "--out", str(tmp_path / "resumed"),
-                   "--checkpoint", str(ckpt))
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from step" in resumed.stdout
-    a, b = _weights(tmp_path / "straight/weights-rank0.pt"), _weights(tmp_path / "resumed/weights-rank0.pt")
-    assert a.keys() == b.keys() and any(k.startswith("generator.") for k in a)
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    curve_a = json.loads((tmp_path / "straight/curve.json").read_text())
-    curve_b = json.loads((tmp_path / "resumed/curve.json").read_text())
-    assert curve_a == curve_b and len(curve_a) == 4
-    assert {"loss_d_total", "loss_g_total"} <= set(curve_a[0])
+    final, curve, _ = assert_killed_run_resumes(tmp_path, "tests.training.run_gan", "--family", family,
+                                                kill_after_epoch=2)
+    assert any(k.startswith("generator.") for k in final)
+    assert len(curve) == 4 and {"loss_d_total", "loss_g_total"} <= set(curve[0])
 
 
 def test_gan_under_torchrun_keeps_two_cpu_replicas_equal(tmp_path):
-    run = _run("-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-addr",
-               "127.0.0.1", "--master-port", str(_free_port()), "-m", "tests.training.run_gan",
-               "--family", "wav2pix", "--out", str(tmp_path))
-    assert run.returncode == 0, run.stderr[-3000:]
-    rank0, rank1 = _weights(tmp_path / "weights-rank0.pt"), _weights(tmp_path / "weights-rank1.pt")
+    ddp = run("-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-addr",
+              "127.0.0.1", "--master-port", str(free_port()), "-m", "tests.training.run_gan",
+              "--family", "wav2pix", "--out", str(tmp_path))
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    rank0, rank1 = weights(tmp_path / "weights-rank0.pt"), weights(tmp_path / "weights-rank1.pt")
     params = [k for k in rank0 if "running_" not in k and "num_batches" not in k and "_u" not in k[-3:]]
     assert len(params) >= 10
     for key in params:  # each rank saw different samples: only the gradient all-reduce keeps them equal

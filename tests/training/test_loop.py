@@ -3,50 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from s2f.training.data import StepBatches
-from tests.conftest import ROOT
-
-
-def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def _weights(path):
-    return torch.load(path, weights_only=True)
+from tests.training.runs import assert_killed_run_resumes, free_port, run, weights
 
 
 @pytest.mark.reliability
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
-    straight = _run("-m", "tests.training.run_training", "--out", str(tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr
-    ckpt = tmp_path / "ckpt.pt"
-    killed = _run("-m", "tests.training.run_training", "--out", str(tmp_path / "resumed"), "--checkpoint", str(ckpt),
-                  "--kill-after-epoch", "1")
-    assert killed.returncode == -signal.SIGKILL
-    assert ckpt.is_file() and not (tmp_path / "resumed").exists()
-    resumed = _run("-m", "tests.training.run_training", "--out", str(tmp_path / "resumed"), "--checkpoint", str(ckpt))
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from step" in resumed.stdout
-    a, b = _weights(tmp_path / "straight/weights-rank0.pt"), _weights(tmp_path / "resumed/weights-rank0.pt")
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    curve_a = json.loads((tmp_path / "straight/curve.json").read_text())
-    curve_b = json.loads((tmp_path / "resumed/curve.json").read_text())
-    assert curve_a == curve_b and len(curve_a) == 4  # the replayed history plus the epochs after the resume
+    _, curve, ckpt = assert_killed_run_resumes(tmp_path, "tests.training.run_training", kill_after_epoch=1)
+    assert len(curve) == 4
     # the checkpoint the resume started from carried the calibrated loss weights and the best epoch so far
-    assert "val_recall_at_1" in curve_a[0] and curve_a[0]["weight_distill"] != 200.0
+    assert "val_recall_at_1" in curve[0] and curve[0]["weight_distill"] != 200.0
     summary_a = json.loads((tmp_path / "straight/summary.json").read_text())
     summary_b = json.loads((tmp_path / "resumed/summary.json").read_text())
     assert summary_a == summary_b and summary_a["calibration_step"] == 3
@@ -57,28 +28,22 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
 @pytest.mark.reliability
 def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
     ckpt = tmp_path / "ckpt.pt"
-    assert _run("-m", "tests.training.run_training", "--out", str(tmp_path / "a"), "--checkpoint", str(ckpt),
-                "--kill-after-epoch", "1").returncode == -signal.SIGKILL
+    assert run("-m", "tests.training.run_training", "--out", str(tmp_path / "a"), "--checkpoint", str(ckpt),
+               "--kill-after-epoch", "1").returncode == -signal.SIGKILL
     state = torch.load(ckpt, weights_only=True)
     state["fingerprint"] = "written-by-another-run"
     torch.save(state, ckpt)
-    again = _run("-m", "tests.training.run_training", "--out", str(tmp_path / "a"), "--checkpoint", str(ckpt))
+    again = run("-m", "tests.training.run_training", "--out", str(tmp_path / "a"), "--checkpoint", str(ckpt))
     assert again.returncode == 0, again.stderr
     assert "starting afresh" in again.stdout and "resuming" not in again.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ddp_two_cpu_processes_on_gloo(tmp_path):
-    run = _run("-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-addr",
-               "127.0.0.1", "--master-port", str(_free_port()), "-m", "tests.training.run_training",
-               "--out", str(tmp_path))
-    assert run.returncode == 0, run.stderr[-3000:]
-    rank0, rank1 = _weights(tmp_path / "weights-rank0.pt"), _weights(tmp_path / "weights-rank1.pt")
+    ddp = run("-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2", "--master-addr",
+              "127.0.0.1", "--master-port", str(free_port()), "-m", "tests.training.run_training",
+              "--out", str(tmp_path))
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    rank0, rank1 = weights(tmp_path / "weights-rank0.pt"), weights(tmp_path / "weights-rank1.pt")
     params = [k for k in rank0 if "running_" not in k and "num_batches" not in k]
     assert len(params) >= 10
     for key in params:  # each rank saw different samples: only gradient averaging keeps the weights equal
