@@ -147,6 +147,8 @@ class PreprocessParams(Section):
                                      "largest) makes a clip without a face position ambiguous: multiple_faces")
     crop_size: int = Field(224, ge=32, description="px; smaller crops leave dlib's 68 landmarks nothing to find")
     crop_margin: float = Field(0.4, ge=0)
+    jpeg_quality: int = Field(95, ge=50, le=100, description="crops are stored as JPEG at this quality (4:4:4); "
+                              "every later stage sees the decoded JPEG")
     min_face_size: int = Field(60, ge=1)
     min_rms: float = Field(1e-3, ge=0, lt=1, description="RMS of int16/32768 audio below which a clip counts as "
                            "silent (full scale is 1: a threshold of 1 calls every clip silent)")

@@ -24,7 +24,7 @@ from PIL import Image
 from s2f.audio import repeat_to_length
 from s2f.config import PreprocessParams
 from s2f.faces.detect import FaceBox, crop_face, detect_faces, face_at, is_ambiguous, largest_face
-from s2f.io import media
+from s2f.io import codecs, media
 from s2f.io.hashing import HashCache
 from s2f.io.shards import quarantine_table, record_name, shard_name, work_key, write_json_atomic, write_table
 from s2f.lineage import closure_hash
@@ -48,6 +48,8 @@ class Sample:
     frame_box: np.ndarray     # (4,) int32: the same face in the source frame
     frame_size: np.ndarray    # (2,) int32: source frame width, height
     stats: dict = field(default_factory=dict)
+    audio_flac: bytes = b""   # what the shard stores (s2f.io.codecs): `audio` losslessly
+    face_jpeg: bytes = b""    # ... and `face`, which is this JPEG decoded
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,8 @@ def process_clip(path: Path, params: PreprocessParams, image: Path | None = None
     if size < params.min_face_size:
         return Rejection("face_too_small", f"{right - left}×{bottom - top} px < {params.min_face_size} px")
     crop, inner = crop_face(frame, box, params.crop_size, params.crop_margin)
+    face_jpeg = codecs.encode_jpeg(crop, params.jpeg_quality)
+    crop = codecs.decode_jpeg(face_jpeg)  # the sample is what is stored: features come from the decoded JPEG
     if crop.std() < BLANK_CROP_STD:
         return Rejection("blank_face", f"crop pixel std {crop.std():.2f} < {BLANK_CROP_STD}")
     audio = repeat_to_length(audio, int(params.seconds * params.sample_rate)).astype(np.int16)
@@ -159,7 +163,7 @@ def process_clip(path: Path, params: PreprocessParams, image: Path | None = None
              "face_time": at, "face_score": box.score, "face_size": size}
     return Sample(audio, crop, np.array([inner.left, inner.top, inner.right, inner.bottom], np.int32),
                   np.array([left, top, right, bottom], np.int32), np.array([frame.shape[1], frame.shape[0]], np.int32),
-                  stats)
+                  stats, codecs.encode_flac(audio, params.sample_rate), face_jpeg)
 
 
 def _inside(box: FaceBox, width: int, height: int) -> list[int]:
@@ -251,8 +255,8 @@ def _assemble(name: str, jobs: list[ClipJob], results: list[Sample | Rejection])
     arrays = {
         "sample_id": np.array([j.sample_id for j, _ in pairs], dtype=str),
         "speaker": np.array([_display(j.speaker) for j, _ in pairs], dtype=str),
-        "audio": np.stack([s.audio for _, s in pairs]) if pairs else np.zeros((0, 0), np.int16),
-        "face": np.stack([s.face for _, s in pairs]) if pairs else np.zeros((0, 0, 0, 3), np.uint8),
+        **codecs.encoded_columns("audio", codecs.AUDIO_CODEC, [s.audio_flac for _, s in pairs]),
+        **codecs.encoded_columns("face", codecs.FACE_CODEC, [s.face_jpeg for _, s in pairs]),
         "face_box": np.stack([s.face_box for _, s in pairs]) if pairs else np.zeros((0, 4), np.int32),
         "frame_box": np.stack([s.frame_box for _, s in pairs]) if pairs else np.zeros((0, 4), np.int32),
         "frame_size": np.stack([s.frame_size for _, s in pairs]) if pairs else np.zeros((0, 2), np.int32),

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from s2f.io.hashing import HashCache
-from s2f.io.shards import (GX_DOCS, GX_RESULTS, link_or_copy, move_to_quarantine, read_record, record_name,
+from s2f.io.shards import (GX_DOCS, GX_RESULTS, link_or_copy, move_to_quarantine, read_record, read_shard, record_name,
                            verdict_name, write_record, write_shard)
 from s2f.parallel import process_imap
 
@@ -106,7 +106,7 @@ class ShardEngine:
 
     def finish(self, name: str, key: str, arrays: dict | None,
                payload: Callable[[dict | None], dict] = lambda validation: {}) -> dict:
-        """Write `arrays` as shard `name` (none when it has no rows), validate it, quarantine it if it fails,
+        """Write `arrays` as shard `name` (none when it has no rows), validate it as read back, quarantine it if it fails,
         and write its record last; `payload(validation)` adds the stage's own fields to the record."""
         from s2f.validation import write_result, write_verdict
 
@@ -115,7 +115,8 @@ class ShardEngine:
         validation = None
         if arrays is not None:
             write_shard(self.work_dir / name, arrays)
-            outcome = self.validator.validate_arrays(self.kind.suite, arrays, name)
+            stored = read_shard(self.work_dir / name)  # validate what later stages will read (decoded)
+            outcome = self.validator.validate_arrays(self.kind.suite, stored, name)
             write_verdict(outcome, self.work_dir / verdict_name(name))
             write_result(outcome, self.work_dir / GX_RESULTS / f"{Path(name).stem}.json")
             if not outcome.success:

@@ -227,12 +227,14 @@ def test_clips_from_s3_and_shards_to_s3(tmp_path, demo_clips, s3_env):
 def test_a_shard_failing_validation_is_quarantined_and_too_many_fail_the_run(tmp_path, demo_clips):
     """A shard that breaks its suite (here: a sample whose audio went silent after the checks) is moved aside with
     its GX result; the run fails only when more than `max_bad_shard_fraction` of shards fail."""
+    from s2f.io.codecs import encode_flac
     from s2f.preprocess import ClipJob, ShardWriter, TooManyBadShards, check_bad_shards
 
     raw_dir, manifest = demo_clips
     params = PreprocessParams()
     sample = process_clip(raw_dir / manifest["clip"].iloc[0], params)
     sample.audio[:] = 0
+    sample.audio_flac = encode_flac(sample.audio, params.sample_rate)  # what the shard stores
     writer = ShardWriter(tmp_path, params)
     result = writer.finish("shard-00000.npz", "k", [ClipJob("a", "spk", "a.mp4")], [sample])
     assert result.accepted == [] and result.rejected[0]["reason"] == "shard_validation_failed"

@@ -1,7 +1,7 @@
 """Samples stored as fixed-size NumPy shards plus one manifest table, instead of one file per sample.
 
 Why: DVC and S3 are slow with millions of small files. A shard is an `.npz` of plain arrays (never pickled objects:
-it is loaded with `allow_pickle=False`), written to a temporary name and renamed, so a killed run leaves no
+it is loaded with `allow_pickle=False`; audio and crops stored compressed, `s2f.io.codecs`), written to a temporary name and renamed, so a killed run leaves no
 half-written shard behind.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from s2f.io import codecs
 from s2f.io.hashing import HashCache, digest_matches, file_digest, file_sha256
 
 
@@ -119,14 +120,18 @@ class ShardError(ValueError):
 def read_shard(path: Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
     """The shard's arrays, or only `keys` of them (an `.npz` member is read only when asked for).
 
-    A missing, truncated or foreign file raises `ShardError` naming it (not numpy's bare `BadZipFile`).
+    Columns stored encoded (`s2f.io.codecs`: FLAC audio, JPEG crops) come back decoded under their own name
+    (`audio`, `face`). A missing, truncated or foreign file raises `ShardError` naming it (not numpy's bare
+    `BadZipFile`).
     """
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in keys or () if k not in npz.files]
+            stored = _stored_columns(npz.files)
+            missing = [k for k in keys or () if k not in npz.files and k not in stored]
             if missing:
                 raise ShardError(f"{path}: no arrays {', '.join(missing)} (has {', '.join(npz.files)})")
-            return {key: npz[key] for key in (keys if keys is not None else npz.files)}
+            wanted = keys if keys is not None else [f for f in npz.files if not _is_encoding(f)] + list(stored)
+            return {key: _column(npz, key, stored) for key in wanted}
     except FileNotFoundError:
         raise ShardError(f"{path}: missing") from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
@@ -134,6 +139,23 @@ def read_shard(path: Path, keys: list[str] | None = None) -> dict[str, np.ndarra
             raise
         raise ShardError(f"{path}: not a readable shard ({type(err).__name__}: {err}); "
                          f"it may be truncated: rerun the stage that wrote it") from None
+
+
+def _is_encoding(member: str) -> bool:
+    return any(member.endswith(f"_{codec}") or member.endswith(f"_{codec}_offsets") for codec in codecs.DECODERS)
+
+
+def _stored_columns(members: list[str]) -> dict[str, str]:
+    """{column: codec} for every column stored encoded (`audio_flac` + `audio_flac_offsets` → audio: flac)."""
+    return {member[:-len(codec) - 1]: codec for member in members for codec in codecs.DECODERS
+            if member.endswith(f"_{codec}") and f"{member}_offsets" in members}
+
+
+def _column(npz, key: str, stored: dict[str, str]) -> np.ndarray:
+    if key in npz.files:
+        return npz[key]
+    codec = stored[key]
+    return codecs.decode_column(npz[f"{key}_{codec}"], npz[f"{key}_{codec}_offsets"], codec)
 
 
 def write_table(path: Path, table: pd.DataFrame) -> None:

@@ -1,0 +1,63 @@
+"""Shards store audio as FLAC and crops as JPEG: audio comes back bit-exact, the sample's crop is the decoded JPEG
+(what every later stage reads), and a shard is a fraction of the raw arrays' size."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from s2f.config import PreprocessParams
+from s2f.io import codecs
+from s2f.io.shards import read_shard, write_shard
+from s2f.preprocess import preprocess_corpus, process_clip
+
+
+@pytest.fixture(scope="module")
+def real_sample(realsample, realsample_manifest):
+    clip = realsample / realsample_manifest["clip"].iloc[0]
+    return process_clip(clip, PreprocessParams())
+
+
+def test_flac_is_lossless_and_deterministic_on_real_speech(real_sample):
+    audio = real_sample.audio
+    data = codecs.encode_flac(audio, 16000)
+    np.testing.assert_array_equal(codecs.decode_flac(data), audio)
+    assert codecs.encode_flac(audio, 16000) == data  # no timestamps or random ids: shards reproduce byte for byte
+    assert len(data) < audio.nbytes * 0.9
+
+
+def test_the_sample_crop_is_the_decoded_jpeg_it_is_stored_as(real_sample):
+    np.testing.assert_array_equal(codecs.decode_jpeg(real_sample.face_jpeg), real_sample.face)
+    assert len(real_sample.face_jpeg) < real_sample.face.nbytes / 4
+
+
+def test_pack_and_unpack_keep_each_encoding_including_empty_ones():
+    items = [b"abc", b"", b"\x00" * 7]
+    assert codecs.unpack(*codecs.pack(items)) == items
+
+
+def test_a_shard_reads_back_decoded_and_only_the_asked_columns(tmp_path, real_sample):
+    arrays = {"sample_id": np.array(["a", "b"]),
+              **codecs.encoded_columns("audio", "flac", [real_sample.audio_flac] * 2),
+              **codecs.encoded_columns("face", "jpeg", [real_sample.face_jpeg] * 2)}
+    write_shard(tmp_path / "s.npz", arrays)
+    back = read_shard(tmp_path / "s.npz")
+    assert set(back) == {"sample_id", "audio", "face"}
+    np.testing.assert_array_equal(back["audio"][1], real_sample.audio)
+    np.testing.assert_array_equal(back["face"][0], real_sample.face)
+    assert set(read_shard(tmp_path / "s.npz", ["face"])) == {"face"}
+
+
+def test_preprocessed_shards_store_compressed_columns_and_reproduce_byte_for_byte(tmp_path, demo_clips):
+    raw_dir, manifest = demo_clips
+    accepted, _ = preprocess_corpus(manifest, raw_dir, tmp_path / "a", PreprocessParams(), workers=1)
+    preprocess_corpus(manifest, raw_dir, tmp_path / "b", PreprocessParams(), workers=1)
+    shard = accepted["shard"].iloc[0]
+    with zipfile.ZipFile(tmp_path / "a" / shard) as npz:
+        members = set(npz.namelist())
+    assert {"audio_flac.npy", "face_jpeg.npy"} <= members and "audio.npy" not in members
+    assert (tmp_path / "a" / shard).read_bytes() == (tmp_path / "b" / shard).read_bytes()
+    size = (tmp_path / "a" / shard).stat().st_size / len(accepted)
+    assert size < (96000 * 2 + 224 * 224 * 3) / 2  # under half the raw int16 audio and uint8 crop
