@@ -5,7 +5,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test bench bench-preprocess bench-training bench-orchestration orchestrate orchestrate-down mlflow-ui lock clean
+.PHONY: setup demo test bench bench-preprocess bench-training bench-scale bench-orchestration orchestrate orchestrate-down mlflow-ui lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -25,6 +25,9 @@ bench-training: setup   ## benchmark: encoder training samples/s and FLOP/s vs t
 
 bench-preprocess: setup  ## benchmark: preprocessing clips/s (1 and all cores) vs a public-re-implementation-style baseline
 	python bench/preprocess_throughput.py
+
+bench-scale: setup      ## benchmark: time and peak RSS of each stage at 1×, 4×, 16× the demo corpus (--quick: 1×, 4×)
+	python bench/scale.py
 
 bench-orchestration: setup  ## benchmark: pipeline via Prefect workers vs plain dvc repro; served latency vs forward
 	python bench/orchestration.py

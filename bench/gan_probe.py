@@ -47,7 +47,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     pre, feats = ROOT / "data/preprocessed", ROOT / "data/features"
     start = time.time()
-    train = load_split(pre, feats, "train", audio=True, faces=True)
+    train = load_split(pre, feats, "train", audio=True, faces=True).in_memory()
     held = unseen_speech(train.manifest, params.unseen_speech_per_speaker)
     labels, _ = dense_labels(train.speakers)
     faces = shrink_faces(train.face, image_size(family, params))
@@ -59,7 +59,7 @@ def main() -> None:
     model = train_gan(family, train.audio[~held], faces[~held], labels[~held], params, setup_runtime(), log)
     seconds = time.time() - start
     save_model(model, out / f"{tag}.pt")
-    test = load_split(pre, feats, "test", audio=True, faces=True)
+    test = load_split(pre, feats, "test", audio=True, faces=True).in_memory()
     generated = gan_generator(model)(test.audio)
     recall = retrieval_metrics(embed_generated(generated, get_backend("dlib")), test, [1, 10], 100, 0)
     Image.fromarray(np.concatenate([np.concatenate(list(generated[r * 8:(r + 1) * 8]), 1) for r in range(4)])

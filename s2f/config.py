@@ -191,6 +191,8 @@ class LoopParams(Section):
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between checkpoints (0: only at the end)")
     amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on CPU")
     loader_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: in the training process)")
+    in_memory_mb: float = Field(1024, ge=0, description="a training split whose decoded columns fit in this many MB "
+                                "is read into memory once; a larger one streams from the shards row by row")
 
 
 class DecoderLossParams(Section):

@@ -100,7 +100,7 @@ def write_identity_head(pre_dir: Path, out_dir: Path, params: FeaturesParams, ba
     from s2f.io.checkpoints import save_identity_head
     from s2f.training.identity import accuracy, fit_identity_head, head_from_arrays
 
-    train = load_split(pre_dir, out_dir, "train", audio=False)
+    train = load_split(pre_dir, out_dir, "train", audio=False).in_memory()
     if hasattr(backend, "identity_head"):
         head = head_from_arrays(*backend.identity_head())
         meta = {"source": f"{params.backend} fc8", "backend": params.backend}

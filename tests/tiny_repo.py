@@ -1,7 +1,8 @@
 """A fresh git repository holding this project with a tiny demo configuration: what the end-to-end tests build.
 
 The configuration keeps every stage real (ffmpeg, dlib, training, evaluation, registration) but small enough for a
-2-core CI machine: 6 speakers × 2 clips, 2 epochs, toy widths.
+2-core CI machine: 6 speakers × 2 clips, 2 epochs, toy widths. Every trainer streams its split from the shards
+(`loop.in_memory_mb: 0`), the path a real corpus takes; the demo's small splits are read into memory.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ TINY = {
     "preprocess": {"workers": 2},
     "features": {"workers": 2},
     "train_decoder": {"epochs": 2, "batch_size": 4, "image_size": 16, "texture_grid": 4, "texture_channels": 32,
-                      "hidden": 32, "landmark_hidden": 16, "proxy": {"channels": 4, "epochs": 1}},
-    "train_encoder": {"epochs": 2, "batch_size": 4, "crop_seconds": 1.0,
+                      "hidden": 32, "landmark_hidden": 16, "proxy": {"channels": 4, "epochs": 1},
+                      "loop": {"in_memory_mb": 0}},
+    "train_encoder": {"epochs": 2, "batch_size": 4, "crop_seconds": 1.0, "loop": {"in_memory_mb": 0},
                       "model": {"blocks": [{"channels": 4, "time_pool": True, "freq_stride": 4}],
                                 "last_channels": 4, "hidden": 16}},
     "train_gan": {"wen2019": {"width": 0.02, "pretrain_epochs": 1, "epochs": 2, "batch_size": 2},
-                  "wav2pix": {"width": 0.02, "epochs": 2, "batch_size": 2}},
+                  "wav2pix": {"width": 0.02, "epochs": 2, "batch_size": 2}, "loop": {"in_memory_mb": 0}},
     "evaluate": {"ks": [1, 2], "grid_speakers": 2, "craniofacial_max": 6},
 }
 PROJECT_FILES = ("dvc.yaml", ".dvcignore", ".gitignore", "prefect.yaml")

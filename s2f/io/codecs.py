@@ -49,7 +49,7 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
+        return np.array(image.convert("RGB"))  # writable: torch.from_numpy takes it as is
 
 
 DECODERS = {AUDIO_CODEC: decode_flac, FACE_CODEC: decode_jpeg}

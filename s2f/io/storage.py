@@ -179,6 +179,27 @@ def exists(uri: str) -> bool:
     return True
 
 
+def object_size(uri: str) -> int:
+    bucket, key = split_s3(uri)
+    try:
+        return int(s3_client().head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except (BotoCoreError, ClientError) as exc:
+        raise _storage_error(uri, exc) from exc
+
+
+def read_range(uri: str, offset: int, size: int) -> bytes:
+    """`size` bytes of the object from `offset` (one ranged GET): how training reads single rows of S3 shards."""
+    bucket, key = split_s3(uri)
+    try:
+        body = s3_client().get_object(Bucket=bucket, Key=key, Range=f"bytes={offset}-{offset + size - 1}")["Body"]
+        data = body.read()
+    except (BotoCoreError, ClientError) as exc:
+        raise _storage_error(uri, exc) from exc
+    if len(data) != size:
+        raise StorageError(uri, "s3_error", f"{size} bytes wanted at {offset}, {len(data)} returned")
+    return data
+
+
 def cache_path(uri: str, cache_dir: Path) -> Path:
     """Where `localize` keeps `uri`: a hash of the whole URI (no collisions) plus the file name (keeps the suffix)."""
     key = split_s3(uri)[1]

@@ -98,10 +98,10 @@ class VoiceEncoder(nn.Module):
         self.register_buffer("out_scale", torch.ones(config.out_dim))
 
     @torch.no_grad()
-    def set_output_statistics(self, targets: torch.Tensor) -> None:
-        """targets: (N, out_dim) face features of the training set."""
-        self.out_mean.copy_(targets.mean(0))
-        self.out_scale.copy_(targets.std(0).clamp_min(1e-6))
+    def set_output_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The training set's face-feature mean and standard deviation, (out_dim,) each."""
+        self.out_mean.copy_(mean)
+        self.out_scale.copy_(std.clamp_min(1e-6))
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """wave: (B, L) float in [-1, 1] at 16 kHz → (B, out_dim)."""

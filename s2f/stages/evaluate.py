@@ -55,11 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     margin = load_params("preprocess", args.params).crop_margin
     features: FeaturesParams = load_params("features", args.params)
     gans: TrainGanParams = load_params("train_gan", args.params)
-    test = load_split(args.pre, args.features, "test", audio=True, faces=True)
+    test = load_split(args.pre, args.features, "test", audio=True, faces=True).in_memory()
     if problem := clip_length_problem("evaluate.short_seconds", params.short_seconds,
                                       test.audio.shape[1] / SAMPLE_RATE, args.params, equal_ok=False):
         raise SystemExit(f"error: {problem}")
-    train = load_split(args.pre, args.features, "train", audio=True)
+    train = load_split(args.pre, args.features, "train", audio=True).in_memory()
     dev = setup_runtime().device
     backend = get_backend(features.backend, **({"weights": features.vggface_weights}
                                                if features.backend == "vggface" else {}))

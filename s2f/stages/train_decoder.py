@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     runtime = setup_runtime()
     # the run opens first: a tracker that does not answer ends the stage before the data is loaded
     with main_process_run("train_decoder", params.model_dump(), runtime.is_main) as run:
-        data = load_split(args.pre, args.features, "train", audio=False, faces=True, landmarks=True)
+        data = load_split(args.pre, args.features, "train", audio=False, faces=True, landmarks=True).for_training(
+            params.loop.in_memory_mb)
         targets = decoder_targets(data.embedding, data.face, data.landmarks, params.image_size)
         curve, proxy_curve = EpochCurve(run), EpochCurve(run, prefix="proxy_")
         proxy = train_proxy(targets, params, runtime, proxy_curve) if params.loss.identity > 0 else None

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     runtime = setup_runtime()
     # the run opens first: a tracker that does not answer ends the stage before the data is loaded
     with main_process_run("train_encoder", params.model_dump(), runtime.is_main) as run:
-        data = load_split(args.pre, args.features, "train", audio=True)
+        data = load_split(args.pre, args.features, "train", audio=True).for_training(params.loop.in_memory_mb)
         if problem := clip_length_problem("train_encoder.crop_seconds", params.crop_seconds,
                                           data.audio.shape[1] / SAMPLE_RATE, args.params):
             raise SystemExit(f"error: {problem}")

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     params: TrainGanParams = load_params("train_gan", args.params)
     runtime = setup_runtime()
     with main_process_run(f"train_gan@{family}", params.model_dump(), runtime.is_main) as run:
-        data = load_split(args.pre, args.features, "train", audio=True, faces=True)
+        data = load_split(args.pre, args.features, "train", audio=True, faces=True).for_training(
+            params.loop.in_memory_mb)
         held = unseen_speech(data.manifest, params.unseen_speech_per_speaker)
         labels, speaker_ids = dense_labels(data.speakers)
         faces = shrink_faces(data.face, image_size(family, params))
@@ -79,7 +80,8 @@ class SampleGrid:
     def __init__(self, run: TrackedRun | None, audio: np.ndarray, faces: np.ndarray, speaker_ids: np.ndarray,
                  folder: Path):
         first = [int(np.flatnonzero(speaker_ids == s)[0]) for s in sorted(set(speaker_ids.tolist()))][:GRID_VOICES]
-        self.run, self.audio, self.faces, self.folder = run, audio[first], faces[first], folder
+        self.run, self.folder = run, folder
+        self.audio, self.faces = np.asarray(audio[first]), np.asarray(faces[first])  # a few rows, even if streamed
 
     @torch.no_grad()
     def __call__(self, epoch: int, model: VoiceToFace) -> None:

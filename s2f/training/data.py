@@ -50,23 +50,27 @@ class StepBatches(Sampler[list[SampleKey]]):
 
 
 class AudioWindows(Dataset):
-    """(epoch, i) → (a random `window`-sample slice of clip i as float in [-1, 1], i).
+    """(epoch, i) → (a random `window`-sample slice of clip i as float in [-1, 1], i[, row i of `targets`]).
 
-    The clips stay int16 in memory (6 s = 192 kB each); conversion happens per sample in the loader workers.
+    `audio` is an (N, L) int16 array or a `s2f.dataset.ShardColumn` (rows read from the shards on demand, in the
+    loader's workers), and so is `targets` (the face features the clip's prediction is scored against), so memory
+    does not grow with the corpus. The clips stay int16 until a sample is made.
     """
 
-    def __init__(self, audio: np.ndarray, window: int, seed: int):
-        self.audio, self.window, self.seed = audio, min(window, audio.shape[1]), seed
+    def __init__(self, audio, window: int, seed: int, targets=None):
+        self.audio, self.window, self.seed, self.targets = audio, min(window, audio.shape[1]), seed, targets
 
     def __len__(self) -> int:
         return len(self.audio)
 
-    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: SampleKey) -> tuple:
         epoch, i = key
         slack = self.audio.shape[1] - self.window
         start = int(np.random.default_rng([self.seed, epoch, i]).integers(0, slack + 1)) if slack else 0
-        clip = self.audio[i, start:start + self.window].astype(np.float32) / 32768.0
-        return torch.from_numpy(clip), i
+        clip = torch.from_numpy(self.audio[i, start:start + self.window].astype(np.float32) / 32768.0)
+        if self.targets is None:
+            return clip, i
+        return clip, i, torch.from_numpy(np.asarray(self.targets[i], np.float32))
 
 
 class Rows(Dataset):

@@ -8,6 +8,7 @@ where identity is judged by a small CNN fitted first to map crops to their (non-
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2f.config import TrainDecoderParams
+from s2f.dataset import MappedRows, is_lazy
 from s2f.faces.align import align_faces, mean_shape
 from s2f.models.face_decoder import (DecoderLossWeights, FaceDecoder, FaceDecoderConfig, FeatureProxy,
                                      FeatureProxyConfig, decoder_loss)
@@ -26,6 +28,9 @@ from s2f.training.loop import LogFn, LoopSettings, data_digest, fingerprint, fit
 
 @dataclass
 class DecoderTargets:
+    """Each field (N, ...) is a tensor, or rows computed as they are read (`s2f.dataset.MappedRows`) when the
+    split streams from its shards; `mean` is always a tensor."""
+
     features: torch.Tensor   # (N, D)
     images: torch.Tensor     # (N, 3, S, S) true crops in [0, 1]
     textures: torch.Tensor   # (N, 3, S, S) crops warped to the mean shape
@@ -39,11 +44,38 @@ def faces_to_tensor(faces: np.ndarray, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="area")
 
 
-def decoder_targets(embedding: np.ndarray, faces: np.ndarray, landmarks: np.ndarray, size: int) -> DecoderTargets:
-    mean = mean_shape(landmarks, faces.shape[1])
+def decoder_targets(embedding, faces, landmarks, size: int) -> DecoderTargets:
+    """Aligned once up front for arrays; for streamed rows (`s2f.dataset`) each face is aligned as it is read, and
+    only the landmarks (544 bytes a face, for the mean shape's median) are read whole."""
+    mean = mean_shape(np.asarray(landmarks), faces.shape[1])
+    if is_lazy(faces):
+        rows = np.arange(len(faces))
+        return DecoderTargets(MappedRows(embedding, _feature_row), MappedRows(faces, partial(_image_row, size=size)),
+                              MappedRows(rows, partial(_texture_row, faces=faces, landmarks=landmarks, mean=mean,
+                                                       size=size)),
+                              MappedRows(landmarks, partial(_landmark_row, crop=faces.shape[1:3])),
+                              torch.as_tensor(mean))
     textures, norm_landmarks = align_faces(faces, landmarks, mean, size)
     return DecoderTargets(torch.from_numpy(np.asarray(embedding, np.float32)), faces_to_tensor(faces, size),
                           torch.as_tensor(textures), torch.as_tensor(norm_landmarks), torch.as_tensor(mean))
+
+
+def _feature_row(row: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(row, np.float32))
+
+
+def _image_row(face: np.ndarray, size: int) -> torch.Tensor:
+    return faces_to_tensor(face[None], size)[0]
+
+
+def _texture_row(i, faces, landmarks, mean: np.ndarray, size: int) -> torch.Tensor:
+    return torch.as_tensor(align_faces(faces[int(i)][None], landmarks[int(i)][None], mean, size)[0][0])
+
+
+def _landmark_row(points: np.ndarray, crop: tuple[int, int]) -> torch.Tensor:
+    """A face's landmarks normalized as `align_faces` returns them."""
+    h, w = crop
+    return (torch.as_tensor(np.asarray(points, np.float32)) + 0.5) / torch.tensor([w, h], dtype=torch.float32)
 
 
 class _DecodeAll(nn.Module):
@@ -100,7 +132,7 @@ def train_decoder(t: DecoderTargets, proxy: FeatureProxy | None, p: TrainDecoder
                                      runtime.world_size)
     opt = torch.optim.Adam(decoder.parameters(), lr=p.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=batches.steps)
-    key = (runtime.world_size, data_digest(t.features.numpy(), t.textures.numpy()))
+    key = (runtime.world_size, data_digest(t.features, t.textures))
     fit(_DecodeAll(decoder), step_loss, Rows(t.features, t.textures, t.landmarks), batches, opt, sched,
         _settings(p, checkpoint, *key), runtime, log)
     return decoder.eval()

@@ -111,9 +111,7 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, id
     train = ~held
     torch.manual_seed(p.seed)
     model = VoiceEncoder(encoder_config(p, embedding.shape[1]))
-    all_target = torch.from_numpy(np.asarray(embedding, np.float32))
-    model.set_output_statistics(all_target[torch.from_numpy(train)])
-    target = all_target[torch.from_numpy(train)].to(runtime.device)
+    model.set_output_statistics(*column_statistics(embedding[train]))
     f_dec = f_dec.to(runtime.device).requires_grad_(False)
     head = identity_head.to(runtime.device).requires_grad_(False) if identity_head is not None else None
     mode = p.loss.mode(backend)
@@ -122,12 +120,12 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, id
     train_audio = audio[train]
 
     def step_loss(encoder: nn.Module, batch: tuple, device: torch.device) -> dict[str, torch.Tensor]:
-        wave, idx = batch
+        wave, _, target = batch
         predicted = encoder(wave.to(device, non_blocking=True)).float()  # (B, D)
-        return speech2face_loss(f_dec, target[idx.to(device)], predicted, state.weights, head)
+        return speech2face_loss(f_dec, target.to(device, non_blocking=True), predicted, state.weights, head)
 
     window = min(int(p.crop_seconds * SAMPLE_RATE), audio.shape[1])
-    windows = AudioWindows(train_audio, window, p.seed)
+    windows = AudioWindows(train_audio, window, p.seed, targets=embedding[train])
     batches = StepBatches(len(train_audio), p.batch_size, p.epochs, p.seed, runtime.rank, runtime.world_size)
     calibrate_at = calibration_step(p, batches.steps) if mode == "calibrate" else None
 
@@ -141,10 +139,10 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, id
         sums: dict[str, float] = {}
         count = 0
         for keys in itertools.islice(iter(later), p.loss.calibrate_batches):  # the batches this run trains on next
-            wave, idx = zip(*(windows[k] for k in keys))
+            wave, _, target = zip(*(windows[k] for k in keys))
             predicted = model(torch.stack(wave).to(runtime.device)).float()
             with torch.enable_grad():
-                norms = term_gradient_norms(f_dec, target[torch.tensor(idx, device=runtime.device)], predicted,
+                norms = term_gradient_norms(f_dec, torch.stack(target).to(runtime.device), predicted,
                                             p.loss.temperature, head if state.weights.distill > 0 else None)
             sums = {k: sums.get(k, 0.0) + v for k, v in norms.items()}
             count += 1
@@ -157,7 +155,7 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, id
             f"{k} {getattr(state.weights, k):.4g}" for k in TERMS) + " (gradient norms w.r.t. v_s: " + ", ".join(
             f"{k} {v:.4g}" for k, v in norms.items()) + ")")
 
-    validate = _validator(model, audio[held], all_target[torch.from_numpy(held)],
+    validate = _validator(model, audio[held], torch.from_numpy(np.asarray(embedding[held], np.float32)),
                           np.asarray(speakers)[held] if speakers is not None else np.array([]),
                           f_dec, head, runtime.device) if held.any() else None
     keep_best = validate is not None and p.validation.keep == "best_val_recall_at_1"
@@ -208,6 +206,21 @@ def _validator(model: VoiceEncoder, audio: np.ndarray, target: torch.Tensor, spe
                 | {f"val_recall_at_{k}": recall[f"recall_at_{k}"] for k in ks})
 
     return validate
+
+
+def column_statistics(targets, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) standard deviation of each feature over the rows of an array or a `ShardColumn`,
+    accumulated in float64 a chunk of rows at a time: the statistics of a corpus that is never in memory at once."""
+    total = total_sq = None
+    count = 0
+    for start in range(0, len(targets), chunk):
+        rows = np.asarray(targets[start:start + chunk], np.float64)
+        total = rows.sum(0) if total is None else total + rows.sum(0)
+        total_sq = (rows ** 2).sum(0) if total_sq is None else total_sq + (rows ** 2).sum(0)
+        count += len(rows)
+    mean = total / count
+    var = np.maximum(total_sq - count * mean ** 2, 0.0) / max(count - 1, 1)
+    return torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(np.sqrt(var).astype(np.float32))
 
 
 @torch.no_grad()

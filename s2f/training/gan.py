@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from s2f.audio import int16_to_float
 from s2f.config import TrainGanParams
+from s2f.dataset import MappedRows, is_lazy
 from s2f.lineage import closure_hash
 from s2f.melbank import log_mel
 from s2f.models import wav2pix, wen2019
@@ -63,16 +64,26 @@ class LabelledVoices(Dataset):
 
 
 @torch.no_grad()
-def log_mels(audio: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """(N, L) int16 clips → (N, 64, T) float32 log-mel, each utterance normalised over its whole length, once."""
+def log_mel_of_clip(clip: np.ndarray) -> np.ndarray:
+    """(L,) int16 → (64, T) float32 log-mel, normalised over the whole utterance."""
+    return log_mel(int16_to_float(torch.from_numpy(clip[None])))[0].numpy()
+
+
+@torch.no_grad()
+def log_mels(audio, batch_size: int = 64):
+    """(N, L) int16 clips → (N, 64, T) float32 log-mel, each utterance normalised over its whole length: once for
+    an array, or as each clip is read for streamed rows (`s2f.dataset`)."""
+    if is_lazy(audio):
+        return MappedRows(audio, log_mel_of_clip)
     return np.concatenate([log_mel(int16_to_float(torch.from_numpy(audio[i:i + batch_size]))).numpy()
                            for i in range(0, len(audio), batch_size)])
 
 
-def train_gan(family: str, audio: np.ndarray, faces: np.ndarray, labels: np.ndarray, p: TrainGanParams,
+def train_gan(family: str, audio, faces, labels: np.ndarray, p: TrainGanParams,
               runtime: Runtime, log: LogFn, checkpoint: Path | None = None,
               on_epoch: EpochHook | None = None) -> VoiceToFace:
-    """audio (N, L) int16, faces (N, S, S, 3) uint8 at the family's image size, labels (N,) speaker labels 0..K-1."""
+    """audio (N, L) int16, faces (N, S, S, 3) uint8 at the family's image size (arrays, or rows streamed from the
+    shards: `s2f.dataset`), labels (N,) speaker labels 0..K-1."""
     torch.manual_seed(p.seed)
     num_speakers = int(labels.max()) + 1
     net = network_config(family, p)

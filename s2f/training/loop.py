@@ -75,9 +75,14 @@ def fingerprint(*parts: object) -> str:
     return work_key([closure_hash(*TRAINING_CODE), *parts])[:16]
 
 
-def data_digest(*arrays: np.ndarray) -> str:
+def data_digest(*arrays) -> str:
+    """What a checkpoint was trained on: arrays by content, shard columns (`s2f.dataset.ShardColumn`) by their
+    files and rows (hashing a corpus's every row is not affordable at scale)."""
     digest = hashlib.sha256()
     for a in arrays:
+        if hasattr(a, "digest"):
+            digest.update(a.digest().encode())
+            continue
         digest.update(str(a.shape).encode())
         digest.update(np.ascontiguousarray(a).tobytes())
     return digest.hexdigest()[:16]

@@ -8,19 +8,30 @@ uninterrupted one would have.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from s2f.dataset import MappedRows, is_lazy
 from s2f.training.data import SampleKey
 
 
-def shrink_faces(faces: np.ndarray, size: int) -> np.ndarray:
-    """(N, H, W, 3) uint8 crops → (N, size, size, 3) uint8, resized once up front (the GANs work at 64 or 128 px)."""
-    if faces.shape[1] == size and faces.shape[2] == size:
-        return faces
-    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.Resampling.LANCZOS)) for f in faces])
+def shrink_face(face: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 crop → (size, size, 3) uint8 (the GANs work at 64 or 128 px)."""
+    if face.shape[0] == size and face.shape[1] == size:
+        return face
+    return np.asarray(Image.fromarray(face).resize((size, size), Image.Resampling.LANCZOS))
+
+
+def shrink_faces(faces, size: int):
+    """(N, H, W, 3) uint8 crops → (N, size, size, 3): resized once up front for an array, or as each row is read
+    for streamed rows (`s2f.dataset`)."""
+    if is_lazy(faces):
+        return MappedRows(faces, partial(shrink_face, size=size))
+    return np.stack([shrink_face(f, size) for f in faces]) if len(faces) else faces
 
 
 def to_signed(faces: np.ndarray) -> torch.Tensor:
@@ -46,11 +57,12 @@ class FaceVoicePairs(Dataset):
     """(epoch, i) → {voice_key: voice i, "face": (3, S, S), "wrong_face": (3, S, S), "speaker": int}.
 
     voices: (N, L) int16 clips, given as float in [-1, 1] (key "wave"), or precomputed features such as a log-mel
-    (N, 64, T) float32 (key "mel" for Wen et al.), given as they are. Faces (N, S, S, 3) uint8 stay compact in memory;
-    conversion happens per sample. "wrong_face" is the face of a clip of another speaker.
+    (N, 64, T) float32 (key "mel" for Wen et al.), given as they are. Faces (N, S, S, 3) uint8 stay compact;
+    conversion happens per sample. Voices and faces may be arrays or streamed rows (`s2f.dataset`): only the labels
+    are held whole. "wrong_face" is the face of a clip of another speaker.
     """
 
-    def __init__(self, voices: np.ndarray, faces: np.ndarray, labels: np.ndarray, seed: int, flip: bool = True,
+    def __init__(self, voices, faces, labels: np.ndarray, seed: int, flip: bool = True,
                  voice_key: str = "wave"):
         if not len(voices) == len(faces) == len(labels):
             raise ValueError(f"voices, faces and labels differ in length: {len(voices)}, {len(faces)}, {len(labels)}")

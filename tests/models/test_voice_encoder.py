@@ -103,7 +103,7 @@ def test_paper_layout_trains_on_cpu_at_toy_width():
 def test_output_statistics_map_head_to_feature_space():
     model = VoiceEncoder(TINY).eval()
     targets = torch.randn(50, 128) * 0.03 + 0.5
-    model.set_output_statistics(targets)
+    model.set_output_statistics(targets.mean(0), targets.std(0))
     torch.nn.init.zeros_(model.head[-1].weight)
     torch.nn.init.zeros_(model.head[-1].bias)
     out = model(torch.randn(1, 32000) * 0.1)
