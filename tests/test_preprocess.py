@@ -16,7 +16,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from s2f.config import PreprocessParams
-from s2f.io.shards import read_record, read_shard
+from s2f.io.shards import read_shard
 from s2f.preprocess import Rejection, Sample, preprocess_corpus, process_clip, record_name
 from tests.conftest import ROOT, ffmpeg
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sys
 import urllib.request
-from pathlib import Path
 
 import boto3
 import pytest

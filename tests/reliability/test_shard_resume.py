@@ -4,22 +4,19 @@ redone, never republished; a killed `features` run resumes with only its unfinis
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from s2f.config import FeaturesParams, PreprocessParams
 from s2f.features import compute_features
 from s2f.io.shards import ShardError, read_shard
-from s2f.preprocess import preprocess_corpus, record_name
-from tests.conftest import ROOT
+from s2f.preprocess import preprocess_corpus
 from tests.tiny_repo import make_tiny_repo, run, tool_env
 
 PARAMS = PreprocessParams(shard_size=2)
