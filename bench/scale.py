@@ -68,7 +68,8 @@ def write_params(folder: Path, scale: int, preprocess_workers: int) -> Path:
     params["data"]["demo"]["speakers"] = BASE_SPEAKERS * scale
     params["preprocess"]["workers"] = preprocess_workers
     params["train_decoder"] |= {"epochs": 1, "proxy": {**params["train_decoder"]["proxy"], "epochs": 1}}
-    params["train_encoder"] |= {"epochs": 1, "validation": {**params["train_encoder"]["validation"], "fraction": 0.0}}
+    params["train_encoder"] |= {"epochs": 1, "validation": {**params["train_encoder"]["validation"], "fraction": 0.0,
+                                                           "keep": "last"}}
     params["train_encoder"]["loop"] |= {"in_memory_mb": 0, "checkpoint_every": 0}
     path = folder / f"params-{preprocess_workers}.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
