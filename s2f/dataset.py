@@ -41,9 +41,10 @@ class ShardColumn:
             reader = self._readers[shard] = ShardRows(self.locations[shard], [self.column])
         return reader
 
-    def row(self, k: int) -> np.ndarray:
+    def row(self, k: int, part: slice | None = None) -> np.ndarray:
+        """Row k, or only `part` of its first axis (a window of a clip: only that much audio is decoded)."""
         shard, i = self.rows[k]
-        return self._reader(int(shard)).row(self.column, int(i))
+        return self._reader(int(shard)).row(self.column, int(i), part)
 
     def _describe(self) -> None:
         if self._row_shape is None:
@@ -67,6 +68,8 @@ class ShardColumn:
     def __getitem__(self, key):
         if isinstance(key, tuple):
             head, rest = key[0], key[1:]
+            if isinstance(head, (int, np.integer)) and len(rest) == 1 and isinstance(rest[0], slice) and head >= 0:
+                return self.row(int(head), rest[0])
             return self[head][rest] if np.isscalar(head) else self[head][(slice(None), *rest)]
         if isinstance(key, (int, np.integer)):
             return self.row(int(key) + (len(self) if key < 0 else 0))
@@ -139,7 +142,8 @@ def _describe(fn: Callable) -> str:
     """A name for a row transform that is the same in every process and run (a `repr` holds memory addresses)."""
     if isinstance(fn, partial):
         named = lambda v: v.digest() if hasattr(v, "digest") else repr(v)  # noqa: E731
-        return f"{_describe(fn.func)}{[named(a) for a in fn.args]}{[(k, named(v)) for k, v in sorted(fn.keywords.items())]}"
+        keywords = [(k, named(v)) for k, v in sorted(fn.keywords.items())]
+        return f"{_describe(fn.func)}{[named(a) for a in fn.args]}{keywords}"
     return f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
 
 

@@ -106,8 +106,8 @@ class ShardEngine:
 
     def finish(self, name: str, key: str, arrays: dict | None,
                payload: Callable[[dict | None], dict] = lambda validation: {}) -> dict:
-        """Write `arrays` as shard `name` (none when it has no rows), validate it as read back, quarantine it if it fails,
-        and write its record last; `payload(validation)` adds the stage's own fields to the record."""
+        """Write `arrays` as shard `name` (none when it has no rows), validate it as read back, quarantine it if it
+        fails, and write its record last; `payload(validation)` adds the stage's own fields to the record."""
         from s2f.validation import write_result, write_verdict
 
         (self.work_dir / record_name(name)).unlink(missing_ok=True)  # no old record may vouch for new content
@@ -130,7 +130,8 @@ class ShardEngine:
     # ------------------------------------------------------------------------------------------------ the run
 
     def run(self, tasks: Sequence[ShardTask], work: Callable[[Any], Any], workers: int,
-            finish: Callable[[ShardTask, list], dict], describe: Callable[[dict], str] = lambda record: "") -> list[dict]:
+            finish: Callable[[ShardTask, list], dict],
+            describe: Callable[[dict], str] = lambda record: "") -> list[dict]:
         """Every task's record, in task order: verified ones reused, the rest made now.
 
         The items of all unfinished shards flow through one window of worker processes; a shard is finished

@@ -8,7 +8,6 @@ the same on every machine. Arguments are passed as a list, never through a shell
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import subprocess

@@ -89,11 +89,18 @@ class ShardRows:
             else:
                 raise KeyError(f"{self.location}: no column {column!r} (has {', '.join(sorted(members))})")
 
-    def row(self, column: str, i: int) -> np.ndarray:
+    def row(self, column: str, i: int, part: slice | None = None) -> np.ndarray:
+        """Row i of `column`, or only `part` of it (the first axis): FLAC audio then decodes only that window."""
         member = self.members[column]
         if column in self.codecs:
             start, end = self.offsets[column][i], self.offsets[column][i + 1]
-            return codecs.DECODERS[self.codecs[column]](self._source.read(member.offset + int(start), int(end - start)))
+            data = self._source.read(member.offset + int(start), int(end - start))
+            if part is not None and self.codecs[column] == codecs.AUDIO_CODEC and part.step in (None, 1):
+                return codecs.decode_flac(data, part.start or 0, part.stop)
+            decoded = codecs.DECODERS[self.codecs[column]](data)
+            return decoded if part is None else decoded[part]
+        if part is not None:
+            return self.row(column, i)[part]
         size = member.row_bytes
         data = self._source.read(member.offset + i * size, size)
         return np.frombuffer(data, member.dtype).reshape(member.shape[1:]).copy()

@@ -61,3 +61,10 @@ def test_preprocessed_shards_store_compressed_columns_and_reproduce_byte_for_byt
     assert (tmp_path / "a" / shard).read_bytes() == (tmp_path / "b" / shard).read_bytes()
     size = (tmp_path / "a" / shard).stat().st_size / len(accepted)
     assert size < (96000 * 2 + 224 * 224 * 3) / 2  # under half the raw int16 audio and uint8 crop
+
+
+@pytest.mark.parametrize("start, stop", [(0, 24000), (12345, 36345), (70000, None), (95990, 96000)])
+def test_a_window_of_flac_decodes_to_the_same_samples(real_sample, start, stop):
+    """Training reads 1.5 s windows: FLAC seeks to the window and decodes only it, sample for sample the same."""
+    np.testing.assert_array_equal(codecs.decode_flac(real_sample.audio_flac, start, stop),
+                                  real_sample.audio[start:stop])
