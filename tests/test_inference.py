@@ -112,12 +112,17 @@ def test_base64_helpers():
         assert err.value.reason == reason
 
 
+def _short_and_long_clips() -> tuple[np.ndarray, np.ndarray]:
+    """A 2 s and a 9 s noise clip: serving repeats the first to 6 s and cuts the second to 6 s."""
+    rng = np.random.default_rng(0)
+    return tuple((0.1 * rng.standard_normal(int(s * SAMPLE_RATE))).astype(np.float32) for s in (2.0, 9.0))
+
+
 def test_clips_are_repeated_or_cut_to_6_seconds(model):
     """The encoder always sees 6 s: a 2 s clip as itself three times, a 9 s clip as its first 6 s."""
     seen = []
     hook = model.encoder.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape))
-    rng = np.random.default_rng(0)
-    short, longer = ((0.1 * rng.standard_normal(int(s * SAMPLE_RATE))).astype(np.float32) for s in (2.0, 9.0))
+    short, longer = _short_and_long_clips()
     try:
         np.testing.assert_allclose(model.feature(short), model.feature(np.tile(short, 3)), atol=1e-5)
         np.testing.assert_allclose(model.feature(longer), model.feature(longer[:6 * SAMPLE_RATE]), atol=1e-5)
@@ -179,8 +184,7 @@ def test_a_gan_family_sees_6_seconds_and_draws_its_image_size(gan):
     """A GAN family's network gets serving's clip policy too: a 2 s clip as itself three times, 9 s cut to 6 s."""
     seen = []
     hook = gan.model.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape))
-    rng = np.random.default_rng(0)
-    short, longer = ((0.1 * rng.standard_normal(int(s * SAMPLE_RATE))).astype(np.float32) for s in (2.0, 9.0))
+    short, longer = _short_and_long_clips()
     try:
         np.testing.assert_array_equal(gan.face(short), gan.face(np.tile(short, 3)))
         np.testing.assert_array_equal(gan.face(longer), gan.face(longer[:6 * SAMPLE_RATE]))
