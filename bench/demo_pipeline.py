@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -47,13 +49,15 @@ def main() -> None:
 
     first, log = timed([sys.executable, "-m", "dvc", "repro"], work)
     stages_run = log.count("Running stage")
+    stages = len(yaml.safe_load((work / "dvc.lock").read_text())["stages"])  # foreach items one by one
     report = json.loads((work / "reports/metrics.json").read_text())
     metrics = report["speech2face"]["retrieval"]["6s"] | report["speech2face"]["features"]["6s"]
     second, log2 = timed([sys.executable, "-m", "dvc", "repro"], work)
     noop_runs = log2.count("Running stage")
 
     rows = [
-        ("dvc repro, clean clone (s)", f"{first:.0f}", "≤ 900", f"{stages_run} stages run", first <= 900 and stages_run == 9),
+        ("dvc repro, clean clone (s)", f"{first:.0f}", "≤ 900", f"{stages_run} of {stages} stages run",
+         first <= 900 and stages_run == stages),
         ("second dvc repro (s)", f"{second:.1f}", "< 10, no stage", f"{noop_runs} stages run", second < 10 and noop_runs == 0),
         ("gallery size (held-out speakers, 6 s voice)", f"{metrics['gallery_size']}", "", "", True),
     ]

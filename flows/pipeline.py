@@ -1,8 +1,11 @@
-"""The `pipeline` flow: the DVC DAG stage by stage, each stage a task that runs the `stage` deployment of its pool.
+"""The `pipeline` flow: the DVC DAG, each stage a task that runs the `stage` deployment of its pool.
 
 Data stages go to `stage/cpu`, training to `stage/gpu` (s2f.orchestration.pools). The commit is fixed once at the
-start so every stage builds the same code. A stage that fails is retried (the task's retries start a fresh run of
-the deployment); each run restores whatever earlier attempts and upstream stages already pushed.
+start so every stage builds the same code, and the stage graph is read from a checkout of it: each stage starts as
+soon as the stages it needs have finished, so the partitions `preprocess@K` → `features@K` run side by side on the
+`cpu` pool's workers, each pushing to the DVC remote, and `gather` starts when the last is done. A stage that fails
+is retried (the task's retries start a fresh run of the deployment); each run restores whatever earlier attempts
+and upstream stages already pushed, and the stages after a failed one do not start.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.deployments import run_deployment
 
-from s2f.orchestration.checkout import resolve_commit
-from s2f.orchestration.pools import plan
+from s2f.orchestration.checkout import resolve_commit, worker_checkout
+from s2f.orchestration.pools import pool_of, select, stage_plan
 
 STAGE_FLOW = "stage"
 
@@ -36,11 +39,15 @@ def run_stage(stage: str, pool: str, repo: str, commit: str) -> str:
 
 @flow(name="pipeline", log_prints=True)
 def pipeline(repo: str | None = None, rev: str = "HEAD", stages: list[str] | None = None) -> list[str]:
-    """Every stage of dvc.yaml (or `stages`) at `rev` of `repo` (default: S2F_GIT_URL, else this directory)."""
+    """Every stage of dvc.yaml (or `stages`; `train_gan` means all its families) at `rev` of `repo` (default:
+    S2F_GIT_URL, else this directory); returns the stage flow runs' ids in plan order."""
     repo = repo or os.environ.get("S2F_GIT_URL") or str(Path.cwd())
     commit = resolve_commit(repo, rev)
-    get_run_logger().info("pipeline at %s of %s", commit[:12], repo)
-    runs = []
-    for stage, pool in plan(stages):
-        runs.append(run_stage(stage, pool, repo, commit))
-    return runs
+    with worker_checkout(repo, commit) as checkout:
+        plan = select(stage_plan(checkout), stages)
+    get_run_logger().info("pipeline at %s of %s: %s", commit[:12], repo,
+                          "; ".join(f"{s} after {', '.join(needs)}" if needs else s for s, needs in plan.items()))
+    runs = {}
+    for stage, needs in plan.items():
+        runs[stage] = run_stage.submit(stage, pool_of(stage), repo, commit, wait_for=[runs[n] for n in needs])
+    return [run.result() for run in runs.values()]

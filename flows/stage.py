@@ -7,6 +7,7 @@ limit fails the run instead of silently oversubscribing). Then `dvc repro --pull
 
 from __future__ import annotations
 
+import re
 from contextlib import nullcontext
 
 from prefect import flow, get_run_logger
@@ -32,8 +33,8 @@ def stage(stage: str, repo: str, commit: str, pool: str = "cpu") -> dict:
         logger.info(publish(path)[-1500:])
     summary = report.as_dict()
     create_markdown_artifact(
-        key=f"stage-{stage.replace('_', '-')}",
-        markdown=(f"**{stage}** on `{pool}` at `{commit[:12]}` in {summary['seconds']} s  \n"
+        key=re.sub(r"[^a-z0-9-]", "-", f"stage-{stage.lower()}"),  # artifact keys: lowercase, digits, dashes
+        markdown=(f"**{stage}** on `{pool}` at `{commit[:12]}` in {summary['seconds']} s, in `{path}`  \n"
                   f"ran: {summary['ran'] or '—'}  \nrestored from the run-cache: {summary['restored'] or '—'}  \n"
                   f"unchanged: {summary['unchanged'] or '—'}"),
         description=f"what dvc repro did for {stage}")

@@ -1,4 +1,4 @@
-"""The `s2f` command: each DVC stage by name (`s2f preprocess --help`), the same code `dvc repro` runs, and the tools:
+"""The `s2f` command: each DVC stage by name (`s2f preprocess --help`; `train_decoder` or `train-decoder`), the same code `dvc repro` runs, and the tools:
 `s2f ingest` (a corpus to validated shards and a summary in one command), `s2f model-summary` (a preset voice
 encoder layer by layer: shapes, parameters, FLOPs), `s2f promote` (the registry's challenger to champion through the
 gate in params.yaml, or `--rollback`) and `s2f infer` (voice clips to face images with the registry's champion or
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-STAGES = ["download", "preprocess", "features", "train_decoder", "train_encoder", "train_gan", "evaluate",
+STAGES = ["download", "preprocess", "features", "gather", "train_decoder", "train_encoder", "train_gan", "evaluate",
           "register"]
 TOOLS = ["ingest", "model_summary", "promote", "infer", "upload_pending"]
 
@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> None:
                              "model-summary (a preset encoder's layers, parameters and FLOPs), promote (challenger → "
                              "champion through the gate) or infer (voice files to face PNGs); its own options follow "
                              "(s2f COMMAND --help)")
+    if argv and not argv[0].startswith("-"):  # `s2f train_decoder` (the stage's name) and `s2f train-decoder`
+        argv[0] = argv[0].replace("_", "-")
     args, rest = parser.parse_known_args(argv[:1])
     stage = importlib.import_module(f"s2f.stages.{args.command.replace('-', '_')}")
     try:

@@ -160,9 +160,18 @@ class PreprocessParams(Section):
                                           "above which the stage fails")
     output_uri: str | None = Field(None, pattern=r"^s3://[^/]+", description="s3://bucket/prefix: each finished "
                                    "shard is also uploaded there")
+    partitions: list[int] = Field([0], min_length=1, description="0, 1, …, P-1: preprocess and features run as "
+                                  "one DVC stage per partition (shard k in partition k mod P), then `gather`")
     workers: Workers = 0
 
     _max_source_seconds = field_validator("max_source_seconds")(_at_least("min_seconds"))
+
+    @field_validator("partitions")
+    @classmethod
+    def _numbered(cls, value: list[int]) -> list[int]:
+        if value != list(range(len(value))):
+            raise ValueError(f"must be 0, 1, …, P-1 (they name the stages preprocess@0, …), got {value}")
+        return value
 
 
 class SplitParams(Section):

@@ -58,13 +58,22 @@ def _feature_arrays(results: list[tuple[str, np.ndarray, np.ndarray]]) -> dict[s
 
 def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, workers: int,
                      work_dir: Path | None = None) -> pd.DataFrame:
-    """Write `out_dir/features-*.npz` (sample_id, embedding, landmarks), their validation verdicts and
-    `manifest.parquet` with a split column.
+    """Write `out_dir/features-*.npz` (sample_id, embedding, landmarks), their validation verdicts,
+    `manifest.parquet` with a split column and the identity head: `feature_shards`, then `finish_features`.
 
     `work_dir` (default `out_dir`) keeps finished shards and their records between runs (the shard engine,
     `s2f.shard_engine`): DVC empties a stage's outputs before running it, so a killed `dvc repro` resumes only
     from a folder outside them.
     """
+    kept = feature_shards(pre_dir, out_dir, params, workers, work_dir)
+    return finish_features(kept, pre_dir, out_dir, params)
+
+
+def feature_shards(pre_dir: Path, out_dir: Path, params: FeaturesParams, workers: int,
+                   work_dir: Path | None = None) -> pd.DataFrame:
+    """Features of every shard in `pre_dir` (the whole corpus, or one partition's part): shards and verdicts in
+    `out_dir`; returns the samples of shards that passed validation, with their feature shard (no split yet: the
+    split needs every speaker, so a partition leaves it to `finish_features` in `gather`)."""
     from s2f.validation import ShardRules
 
     manifest = pd.read_parquet(pre_dir / "manifest.parquet")
@@ -72,7 +81,7 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
     rules = partial(ShardRules, embedding_dim=backend.dim, embedding_norm_range=backend.norm_range)
     engine = ShardEngine(ShardKind("features", "feature_shard", rules), work_dir or out_dir)
     options, code = _weights_identity(backend_options(params)), closure_hash(__name__)
-    shards = sorted(manifest["shard"].unique())
+    shards = sorted(manifest["shard"].unique()) if len(manifest) else []
     with engine.hash_cache() as hashes:
         tasks = [ShardTask(shard.replace("shard-", "features-"),
                            work_key({"shard": hashes.sha256(pre_dir / shard), "backend": params.backend,
@@ -85,11 +94,19 @@ def compute_features(pre_dir: Path, out_dir: Path, params: FeaturesParams, worke
     failed = [shard for shard, record in zip(shards, records) if not (record["validation"] or {}).get("success")]
     if failed:
         print(f"features: {len(failed)} shards failed validation and were quarantined: {failed}")
+    if manifest.empty:
+        return manifest
     kept = manifest[~manifest["shard"].isin(failed)]
-    kept = kept.assign(features_shard=kept["shard"].str.replace("shard-", "features-"), backend=params.backend,
-                       split=split_speakers(kept["speaker"], params.split.test_fraction, params.split.seed))
+    return kept.assign(features_shard=kept["shard"].str.replace("shard-", "features-"), backend=params.backend)
+
+
+def finish_features(kept: pd.DataFrame, pre_dir: Path, out_dir: Path, params: FeaturesParams,
+                    backend=None) -> pd.DataFrame:
+    """The corpus-wide half: the speaker split over every kept sample, `manifest.parquet` and the identity head
+    fitted on the training speakers (`pre_dir`, `out_dir`: the whole corpus's folders)."""
+    kept = kept.assign(split=split_speakers(kept["speaker"], params.split.test_fraction, params.split.seed))
     write_table(out_dir / "manifest.parquet", kept)
-    write_identity_head(pre_dir, out_dir, params, backend)
+    write_identity_head(pre_dir, out_dir, params, backend or get_backend(params.backend, **backend_options(params)))
     return kept
 
 

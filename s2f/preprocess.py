@@ -28,6 +28,7 @@ from s2f.io import codecs, media
 from s2f.io.hashing import HashCache
 from s2f.io.shards import quarantine_table, record_name, shard_name, work_key, write_json_atomic, write_table
 from s2f.lineage import closure_hash
+from s2f.partitions import Partition
 from s2f.shard_engine import ShardEngine, ShardKind, ShardTask
 
 
@@ -225,7 +226,7 @@ def _identity(job: ClipJob, raw_dir: Path, hashes: HashCache) -> dict:
 
 def shaping_params(params: PreprocessParams) -> dict:
     """The params that change a shard's content (not where it goes or how many processes make it)."""
-    return params.model_dump(exclude={"workers", "output_uri", "max_bad_shard_fraction"})
+    return params.model_dump(exclude={"workers", "output_uri", "max_bad_shard_fraction", "partitions"})
 
 
 def code_fingerprint() -> str:
@@ -358,38 +359,53 @@ class TooManyBadShards(RuntimeError):
 
 
 def preprocess_corpus(manifest: pd.DataFrame, raw_dir: Path, out_dir: Path, params: PreprocessParams,
-                      workers: int, work_dir: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      workers: int, work_dir: Path | None = None,
+                      partition: Partition | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Write `out_dir/shard-*.npz`, `manifest.parquet`, `quarantine.csv` and `validation/`; return both tables.
 
     `work_dir` (default `out_dir`) keeps finished shards and their records between runs: DVC empties a stage's
     outputs before running it, so `dvc repro` resumes from a work folder outside them and the finished shards are
     then hard-linked into `out_dir` (the shard engine, `s2f.shard_engine`, does both).
+
+    With a `partition`, only its shards are made, and `out_dir` holds a part for `s2f.gather` to merge: its
+    quarantine rows name their shard (so the merge keeps corpus order) and the bad-shard limit is checked there,
+    over the whole corpus. Partitions may share `work_dir`: shard work keys do not depend on the partitioning.
     """
     work_dir = work_dir or out_dir
     jobs = _jobs(manifest)
     chunks = [jobs[i:i + params.shard_size] for i in range(0, len(jobs), params.shard_size)]
     shaping, code = shaping_params(params), code_fingerprint()
     writer = ShardWriter(work_dir, params)
+    owned = [i for i in range(len(chunks)) if partition is None or partition.owns(i)]
     with writer.engine.hash_cache() as hashes:
         tasks = [ShardTask(shard_name(i), work_key({"params": shaping, "code": code,
-                                                     "clips": [_identity(j, raw_dir, hashes) for j in chunk]}),
-                           partial(list, chunk)) for i, chunk in enumerate(chunks)]
-    print(f"preprocess: {len(jobs)} clips", flush=True)
+                                                     "clips": [_identity(j, raw_dir, hashes) for j in chunks[i]]}),
+                           partial(list, chunks[i])) for i in owned]
+    clips = sum(len(chunks[i]) for i in owned)
+    print(f"preprocess: {clips} clips" + (f" in {len(owned)} of {len(chunks)} shards ({partition})"
+                                          if partition else ""), flush=True)
     work = partial(_run_job, raw_dir=raw_dir, cache_dir=work_dir / "s3-cache", params=params)
     records = writer.engine.run(
         tasks, work, workers, lambda task, results: writer.finish(task.name, task.key, task.items(), results).__dict__,
         describe=lambda record: f"{len(record['accepted'])} accepted")
     shutil.rmtree(work_dir / "s3-cache", ignore_errors=True)
     done = dict(enumerate(records))
-    _finish_uploads(done, [t.name for t in tasks], work_dir, params.output_uri)
-    return _publish(tasks, records, writer.engine, out_dir, params)
+    _finish_uploads(done, [t.name for t in tasks], work_dir, params.output_uri, keep_others=partition is not None)
+    corpus = {shard_name(i) for i in range(len(chunks))}
+    if partition is None:
+        return _publish(tasks, records, writer.engine, out_dir, params)
+    return _publish_part(tasks, records, writer.engine, out_dir, corpus, clips)
 
 
-def _finish_uploads(done: dict[int, dict], names: list[str], work_dir: Path, output_uri: str | None) -> None:
+def _finish_uploads(done: dict[int, dict], names: list[str], work_dir: Path, output_uri: str | None,
+                    keep_others: bool = False) -> None:
     """Every accepted shard not yet at `output_uri` (finished before it was set, or its upload failed) is tried
-    once more; those still failing go to the pending ledger, which the stage's metrics count."""
+    once more; those still failing go to the pending ledger, which the stage's metrics count. `keep_others`: the
+    ledger's rows for shards of other partitions (sharing `work_dir`) stay."""
     pending = [{"shard": names[i], "uri": output_uri} for i, record in done.items()
                if output_uri and record["accepted"] and record.get("uploaded_to") != output_uri]
+    if keep_others:
+        pending = [row for row in pending_uploads(work_dir) if row["shard"] not in set(names)] + pending
     _write_pending(work_dir, pending)
     left = {row["shard"] for row in finish_pending_uploads(work_dir)} if pending else set()
     for i, record in done.items():
@@ -404,16 +420,43 @@ def _publish(tasks: list[ShardTask], records: list[dict], engine: ShardEngine, o
              params: PreprocessParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     accepted = pd.DataFrame([row for r in records for row in r["accepted"]])
     quarantined = quarantine_table([row for r in records for row in r["rejected"]])
-    validated = [r for r in records if r.get("validation")]
-    bad = [r["name"] for r in validated if not r["validation"]["success"]]
     engine.publish(out_dir, tasks, records)
-    summary = {"shards": len(tasks), "validated": len(validated), "failed_validation": bad,
-               "gx_results_and_data_docs": str(engine.work_dir / "gx")}
+    summary = validation_summary(records, engine.work_dir)
     write_json_atomic(out_dir / "validation" / "summary.json", summary, sort_keys=True)
     write_table(out_dir / "manifest.parquet", accepted)
     write_table(out_dir / "quarantine.csv", quarantined)
-    check_bad_shards(bad, len(validated), params.max_bad_shard_fraction, out_dir / "validation")
+    check_bad_shards(summary["failed_validation"], summary["validated"], params.max_bad_shard_fraction,
+                     out_dir / "validation")
     return accepted, quarantined
+
+
+def validation_summary(records: list[dict], work_dir: Path) -> dict:
+    """`validation/summary.json`: how many shards there are, were validated, and which failed."""
+    validated = [r for r in records if r.get("validation")]
+    return {"shards": len(records), "validated": len(validated),
+            "failed_validation": [r["name"] for r in validated if not r["validation"]["success"]],
+            "gx_results_and_data_docs": str(Path(work_dir) / "gx")}
+
+
+PART_INFO = "part.json"
+
+
+def _publish_part(tasks: list[ShardTask], records: list[dict], engine: ShardEngine, out_dir: Path,
+                  corpus: set[str], clips: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A partition's share of the output, for `s2f.gather`: shards, verdicts, both tables (quarantine rows with
+    their shard) and `part.json` (its clips, records' validation summary, uploads still pending)."""
+    accepted = pd.DataFrame([row for r in records for row in r["accepted"]])
+    rejected = [{**row, "shard": r["name"]} for r in records for row in r["rejected"]]
+    quarantined = pd.DataFrame(rejected, columns=[*quarantine_table([]).columns, "shard"])
+    engine.publish(out_dir, tasks, records, corpus=corpus)
+    names = {t.name for t in tasks}
+    pending = sum(row["shard"] in names for row in pending_uploads(engine.work_dir))
+    write_json_atomic(out_dir / PART_INFO, {"clips": clips, "pending_uploads": pending,
+                                            "validation": validation_summary(records, engine.work_dir)},
+                      sort_keys=True)
+    write_table(out_dir / "manifest.parquet", accepted)
+    write_table(out_dir / "quarantine.csv", quarantined)
+    return accepted, quarantine_table(rejected)
 
 
 def check_bad_shards(bad: list[str], validated: int, max_fraction: float, where: Path) -> None:

@@ -34,7 +34,8 @@ COMPONENT_TAG = "component."
 FAMILY_TAG = "family"      # the model family a version belongs to: speech2face, wen2019, wav2pix
 SHA_TAG = "model.sha256"
 
-# dvc.lock outputs whose content hashes identify the data a model was trained on
+# dvc.lock outputs whose content hashes identify the data a model was trained on, by the tag's name (`gather`
+# writes data/preprocessed and data/features; the tags keep the names of the data they hash)
 DATA_OUTPUTS = {"features": "data/features", "preprocess": "data/preprocessed", "download": "data/raw"}
 
 
@@ -57,11 +58,8 @@ def dvc_data_version(lock_path: Path = Path("dvc.lock")) -> dict[str, str]:
         stages = (yaml.safe_load(lock_path.read_text()) or {}).get("stages", {})
     except OSError:
         stages = {}
-    version = {}
-    for stage, path in DATA_OUTPUTS.items():
-        outs = {o.get("path"): o.get("md5", "unknown") for o in stages.get(stage, {}).get("outs", [])}
-        version[f"dvc.data.{stage}"] = outs.get(path, "unknown")
-    return version
+    outs = {o.get("path"): o.get("md5", "unknown") for stage in stages.values() for o in stage.get("outs", [])}
+    return {f"dvc.data.{name}": outs.get(path, "unknown") for name, path in DATA_OUTPUTS.items()}
 
 
 def models_sha256(*models: Path) -> str:

@@ -163,9 +163,12 @@ class ShardEngine:
                       + (f": {detail}" if detail else ""), flush=True)
         return records
 
-    def publish(self, out_dir: Path, tasks: Sequence[ShardTask], records: Sequence[dict]) -> None:
-        """Drop files of shards no longer in the corpus, render Data Docs, link finished shards into `out_dir`."""
-        self.remove_stale({t.name for t in tasks})
+    def publish(self, out_dir: Path, tasks: Sequence[ShardTask], records: Sequence[dict],
+                corpus: set[str] | None = None) -> None:
+        """Drop files of shards no longer in the corpus (default: the tasks; a partition names all shards of the
+        corpus, since other partitions may share the work folder), render Data Docs, link finished shards into
+        `out_dir`."""
+        self.remove_stale(corpus if corpus is not None else {t.name for t in tasks})
         if self._validator is not None:  # pages for this run's shards (a resumed run keeps the earlier pages)
             self._validator.build_data_docs(self.work_dir / GX_DOCS)
         if Path(out_dir).resolve() == self.work_dir.resolve():

@@ -62,6 +62,8 @@ class ControlPlane:
     root: Path
     state: Path
     settings: dict[str, str]
+    cpu_workers: int = 1             # each with its own checkouts (S2F_WORKER_HOME/<name>), as on its own machine
+    cpu_limit: int | None = None     # flow runs at once per cpu worker (None: no limit)
 
     @property
     def api_url(self) -> str:
@@ -84,7 +86,7 @@ class ControlPlane:
     def _pidfile(self, name: str) -> Path:
         return self.state / "run" / f"{name}.pid"
 
-    def start(self, name: str, *args: str) -> None:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         """A background `prefect ARGS` in its own session (so `stop` can signal its children), logged to a file."""
         pidfile = self._pidfile(name)
         if _ours(pidfile):
@@ -92,7 +94,8 @@ class ControlPlane:
         for folder in (pidfile.parent, self.state / "logs", Path(self.settings["PREFECT_HOME"])):
             folder.mkdir(parents=True, exist_ok=True)
         with open(self.state / "logs" / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=self.root, env=self.env(),
+            proc = subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=self.root,
+                                    env=self.env() | (env or {}),
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True)
         pidfile.write_text(str(proc.pid))
@@ -117,10 +120,20 @@ class ControlPlane:
     def deploy(self) -> None:
         self.prefect("--no-prompt", "deploy", "--all")
 
+    def worker_names(self) -> list[str]:
+        cpu = ["worker-cpu"] if self.cpu_workers == 1 else [f"worker-cpu-{i}" for i in range(self.cpu_workers)]
+        return [*cpu, "worker-gpu"]
+
     def start_workers(self) -> None:
-        for pool in (CPU_POOL, GPU_POOL):
-            self.start(f"worker-{pool}", "worker", "start", "--pool", pool, "--type", "process",
-                       "--name", f"{pool}-{os.uname().nodename}")
+        """One `gpu` worker and `cpu_workers` `cpu` workers; with several, each gets its own S2F_WORKER_HOME, so its
+        checkouts and DVC cache are its own, as on separate machines, and results pass only through the remote."""
+        for name in self.worker_names():
+            pool = GPU_POOL if name == "worker-gpu" else CPU_POOL
+            limit = ["--limit", str(self.cpu_limit)] if pool == CPU_POOL and self.cpu_limit else []
+            home = {} if self.cpu_workers == 1 else {
+                "S2F_WORKER_HOME": str(Path(self.settings["S2F_WORKER_HOME"]) / name.removeprefix("worker-"))}
+            self.start(name, "worker", "start", "--pool", pool, "--type", "process", *limit,
+                       "--name", f"{name.removeprefix('worker-')}-{os.uname().nodename}", env=home)
 
     def run(self, deployment: str, *params: str, timeout: float = 3600) -> subprocess.CompletedProcess:
         """`prefect deployment run NAME --watch`: returns when the run ends (non-zero exit unless it completed)."""
@@ -136,7 +149,7 @@ class ControlPlane:
 
     def stop(self, names: list[str] | None = None) -> None:
         """Stop background processes (workers first); a worker ignores the first SIGTERM, so signal twice."""
-        for name in names or ["worker-cpu", "worker-gpu", "server"]:
+        for name in names or [*self.worker_names(), "server"]:
             pidfile = self._pidfile(name)
             if _ours(pidfile):  # a pid left from before a reboot may now be someone else's: never signal that
                 _stop_group(int(pidfile.read_text()))

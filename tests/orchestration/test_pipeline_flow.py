@@ -1,11 +1,14 @@
 """The pipeline through a real Prefect server, real process workers on the `cpu` and `gpu` pools, a DVC remote and
-MLflow artifacts on a real S3-protocol server (moto on 127.0.0.1): what `make orchestrate` does, on the tiny demo."""
+MLflow artifacts on a real S3-protocol server (moto on 127.0.0.1): what `make orchestrate` does, on the tiny demo
+split into two partitions that fan out over the `cpu` workers, each with its own checkouts and DVC cache."""
 
 from __future__ import annotations
 
 import json
 import sys
 import urllib.request
+from datetime import datetime
+from pathlib import Path
 
 import boto3
 import pytest
@@ -31,12 +34,13 @@ def s3(s3_server: str, tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory, s3) -> ControlPlane:
-    repo = make_tiny_repo(tmp_path_factory.mktemp("project"))
+    repo = make_tiny_repo(tmp_path_factory.mktemp("project"), {"preprocess": {"shard_size": 4, "partitions": [0, 1]}})
     state = tmp_path_factory.mktemp("state")
     settings = defaults(repo, state, free_port()) | {k: v for k, v in s3.items() if k != "BUCKET"} | {
         "PREFECT_HOME": str(state / "prefect"), "S2F_CODE_DIR": str(repo), "S2F_GIT_URL": str(repo),
         "S2F_WORKER_HOME": str(state / "workers"), "MLFLOW_TRACKING_URI": f"sqlite:///{state / 'mlflow.db'}"}
-    plane = ControlPlane(repo, state, settings)
+    # one cpu worker runs the pipeline flow (a run at a time each), so the two partitions go to the other two
+    plane = ControlPlane(repo, state, settings, cpu_workers=3, cpu_limit=1)
     try:
         plane.up(gpus=1)
         yield plane
@@ -56,21 +60,46 @@ def _api(plane: ControlPlane, path: str, body: dict) -> list[dict]:
         return json.loads(response.read())
 
 
+def _stage_runs(plane: ControlPlane) -> dict[str, dict]:
+    runs = _api(plane, "/flow_runs/filter", {"flow_runs": {"name": {"like_": " on "}}})
+    return {r["parameters"]["stage"]: r for r in runs if "stage" in r["parameters"]}
+
+
+def _worker_of(plane: ControlPlane, flow_run: dict) -> str:
+    """The worker whose checkout ran the flow run (its log line `checkout WORKER_HOME/checkout-N at …`)."""
+    logs = _api(plane, "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run["id"]]}}, "limit": 200})
+    line = next(log["message"] for log in logs if log["message"].startswith("checkout "))
+    return Path(line.split()[1]).parent.name
+
+
 def _log(plane: ControlPlane) -> str:
     return "\n".join(p.read_text()[-3000:] for p in sorted((plane.state / "logs").glob("worker-*.log")))
 
 
 def test_pipeline_deployment_completes_through_both_pools(plane, pipeline_run):
     assert pipeline_run.returncode == 0, f"{pipeline_run.stdout[-3000:]}\n{_log(plane)}"
-    runs = _api(plane, "/flow_runs/filter", {"flow_runs": {"name": {"like_": " on "}}})
-    stages = {r["parameters"]["stage"]: r for r in runs if "stage" in r["parameters"]}
-    assert set(stages) == {"download", "preprocess", "features", "train_decoder", "train_encoder", "train_gan",
-                           "evaluate", "register"}
+    stages = _stage_runs(plane)
+    assert set(stages) == {"download", "preprocess@0", "preprocess@1", "features@0", "features@1", "gather",
+                           "train_decoder", "train_encoder", "train_gan@wen2019", "train_gan@wav2pix", "evaluate",
+                           "register"}
     for name, flow_run in stages.items():
         assert flow_run["state_type"] == "COMPLETED", name
         assert flow_run["work_pool_name"] == ("gpu" if name.startswith("train_") else "cpu"), name
     limits = _api(plane, "/v2/concurrency_limits/filter", {})
     assert [(lim["name"], lim["limit"]) for lim in limits] == [("gpu", 1)]
+
+
+def test_partitions_ran_side_by_side_on_two_workers_then_gather(plane, pipeline_run):
+    assert pipeline_run.returncode == 0
+    stages = _stage_runs(plane)
+    workers = {stage: _worker_of(plane, stages[stage]) for stage in ("preprocess@0", "preprocess@1")}
+    assert workers["preprocess@0"] != workers["preprocess@1"], workers
+    assert all(w.startswith("cpu-") for w in workers.values()), workers
+    start, end = ({s: datetime.fromisoformat(stages[s][key]) for s in workers} for key in ("start_time", "end_time"))
+    assert max(start.values()) < min(end.values()), (start, end)  # concurrent, not one after the other
+    gather_start = datetime.fromisoformat(stages["gather"]["start_time"])
+    for stage in ("preprocess@0", "preprocess@1", "features@0", "features@1"):
+        assert datetime.fromisoformat(stages[stage]["end_time"]) <= gather_start, stage
 
 
 def test_each_stage_ran_once_and_another_checkout_restores_without_recomputing(plane, pipeline_run, s3,
@@ -83,7 +112,7 @@ def test_each_stage_ran_once_and_another_checkout_restores_without_recomputing(p
     run(["dvc", "remote", "modify", "--local", "s3", "endpointurl", s3["AWS_ENDPOINT_URL"]], clone, env)
     out = run([sys.executable, "-m", "dvc", "repro", "--pull"], clone, env).stdout
     assert "Running stage" not in out, out
-    assert out.count("is cached - skipping run") == 9, out  # 7 stages and train_gan's two families
+    assert out.count("is cached - skipping run") == 12, out  # 2 partitions × 2 stages, train_gan's 2 families
     report = json.loads((clone / "reports/metrics.json").read_text())
     assert report["speech2face"]["retrieval"]["6s"]["gallery_size"] == 3
     assert (clone / "models/voice_encoder.pt").is_file()

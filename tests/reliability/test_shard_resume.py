@@ -88,13 +88,14 @@ def test_a_truncated_shard_names_its_file(tmp_path, processed):
 
 @pytest.mark.slow
 def test_a_features_stage_killed_under_dvc_repro_resumes_with_only_the_unfinished_shards(tmp_path):
-    """DVC empties `data/features` before it reruns the stage; the shard engine's records in the work folder
-    (`data/interim/features`) survive, so the rerun redoes only the shards the killed run had not finished."""
+    """DVC empties `data/parts/features/0` before it reruns `features@0`; the shard engine's records in the work
+    folder (`data/interim/features/0`) survive, so the rerun redoes only the shards the killed run had not
+    finished, and `gather` then publishes exactly what an uninterrupted run makes."""
     repo = make_tiny_repo(tmp_path / "repo", {"preprocess": {"shard_size": 2}, "features": {"workers": 1}})
-    run([sys.executable, "-m", "dvc", "repro", "preprocess"], repo)
-    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "features"], cwd=repo, env=tool_env(),
+    run([sys.executable, "-m", "dvc", "repro", "preprocess@0"], repo)
+    proc = subprocess.Popen([sys.executable, "-m", "dvc", "repro", "features@0"], cwd=repo, env=tool_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    work = repo / "data/interim/features"
+    work = repo / "data/interim/features/0"
     first = work / "features-00000.done.json"
     deadline = time.monotonic() + 300
     while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -103,7 +104,7 @@ def test_a_features_stage_killed_under_dvc_repro_resumes_with_only_the_unfinishe
     proc.wait()
     assert first.exists() and not (work / "features-00005.done.json").exists(), "the run was not killed mid-way"
     stamp = (work / "features-00000.npz").stat().st_mtime_ns
-    resumed = run([sys.executable, "-m", "dvc", "repro", "features"], repo)
+    resumed = run([sys.executable, "-m", "dvc", "repro", "gather"], repo)
     done = int(resumed.stdout.split(" already done")[0].rsplit(" ", 1)[1])
     assert 1 <= done < 6, resumed.stdout
     assert (work / "features-00000.npz").stat().st_mtime_ns == stamp  # reused, not redone

@@ -62,8 +62,8 @@ def test_repro_runs_every_stage_and_writes_the_reports(repo):
     assert (repo / "reports/face_grid.png").stat().st_size > 0
     assert (repo / "models/gan/wen2019.pt").is_file() and (repo / "models/gan/wav2pix.json").is_file()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"download", "preprocess", "features", "train_decoder", "train_encoder",
-                                   "train_gan@wen2019", "train_gan@wav2pix", "evaluate", "register"}
+    assert set(lock["stages"]) == {"download", "preprocess@0", "features@0", "gather", "train_decoder",
+                                   "train_encoder", "train_gan@wen2019", "train_gan@wav2pix", "evaluate", "register"}
 
 
 def test_training_and_evaluation_are_in_the_mlflow_store(repo):
@@ -98,7 +98,7 @@ def test_register_makes_tagged_challengers_of_every_model(repo):
     client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlruns.db'}")
     commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    features_md5 = next(o["md5"] for o in lock["features"]["outs"] if o["path"] == "data/features")
+    features_md5 = next(o["md5"] for o in lock["gather"]["outs"] if o["path"] == "data/features")
     report = json.loads((repo / "reports/metrics.json").read_text())
     recall = report["speech2face"]["retrieval"]["6s"]["recall_at_1"]
     written = json.loads((repo / "reports/registry_versions.json").read_text())["versions"]
