@@ -6,6 +6,10 @@ soon as the stages it needs have finished, so the partitions `preprocess@K` → 
 `cpu` pool's workers, each pushing to the DVC remote, and `gather` starts when the last is done. A stage that fails
 is retried (the task's retries start a fresh run of the deployment); each run restores whatever earlier attempts
 and upstream stages already pushed, and the stages after a failed one do not start.
+
+When every stage has completed and `register` was among them, the pipeline runs the `promote` deployment for each
+model of `promote` (default: `speech2face`): the gate in params.yaml decides, and a refusal (the challenger is no
+better) is reported with its reason without failing the pipeline, whose own work is done.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from s2f.orchestration.checkout import resolve_commit, worker_checkout
 from s2f.orchestration.pools import pool_of, select, stage_plan
 
 STAGE_FLOW = "stage"
+PROMOTE_DEPLOYMENT = "promote/default"
 
 
 class StageRunFailed(RuntimeError):
@@ -37,10 +42,21 @@ def run_stage(stage: str, pool: str, repo: str, commit: str) -> str:
     return str(run.id)
 
 
+@task(task_run_name="promote {model}")
+def run_promotion(model: str) -> str:
+    """The `promote` deployment for `model`: its decision, in one line (a refusal is an answer, not an error)."""
+    run = run_deployment(PROMOTE_DEPLOYMENT, parameters={"model": model}, timeout=None)
+    if run.state.is_completed():
+        return f"{model}: promoted (flow run {run.name})"
+    return f"{model}: not promoted (flow run {run.name}): {run.state.message}"
+
+
 @flow(name="pipeline", log_prints=True)
-def pipeline(repo: str | None = None, rev: str = "HEAD", stages: list[str] | None = None) -> list[str]:
+def pipeline(repo: str | None = None, rev: str = "HEAD", stages: list[str] | None = None,
+             promote: list[str] | None = None) -> list[str]:
     """Every stage of dvc.yaml (or `stages`; `train_gan` means all its families) at `rev` of `repo` (default:
-    S2F_GIT_URL, else this directory); returns the stage flow runs' ids in plan order."""
+    S2F_GIT_URL, else this directory), then the promotion gate for each of `promote` (default `["speech2face"]`;
+    `[]` skips it) if `register` ran; returns the stage flow runs' ids in plan order."""
     repo = repo or os.environ.get("S2F_GIT_URL") or str(Path.cwd())
     commit = resolve_commit(repo, rev)
     with worker_checkout(repo, commit) as checkout:
@@ -50,4 +66,8 @@ def pipeline(repo: str | None = None, rev: str = "HEAD", stages: list[str] | Non
     runs = {}
     for stage, needs in plan.items():
         runs[stage] = run_stage.submit(stage, pool_of(stage), repo, commit, wait_for=[runs[n] for n in needs])
-    return [run.result() for run in runs.values()]
+    ids = [run.result() for run in runs.values()]
+    if "register" in plan:
+        for model in ["speech2face"] if promote is None else promote:
+            get_run_logger().info(run_promotion(model))
+    return ids

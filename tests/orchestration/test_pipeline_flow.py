@@ -137,17 +137,23 @@ def test_models_are_registered_with_artifacts_on_s3(plane, pipeline_run, s3):
     assert any(k.endswith("voice_encoder.pt") for k in keys), keys[:20]
 
 
-def test_promote_flow_promotes_once_then_refuses_with_the_reason(plane, pipeline_run):
+def test_the_pipeline_promotes_its_challenger_and_promote_then_refuses_with_the_reason(plane, pipeline_run):
     import mlflow
 
     assert pipeline_run.returncode == 0
-    first = plane.run("promote/default", timeout=300)
-    assert first.returncode == 0, first.stdout[-2000:]
     client = mlflow.MlflowClient(plane.settings["MLFLOW_TRACKING_URI"])
-    champion = client.get_model_version_by_alias("speech2face", "champion")
+    champion = client.get_model_version_by_alias("speech2face", "champion")  # set by the pipeline's last step
     assert champion.tags["promotion.decision"] == "promoted"
     assert str(client.get_model_version_by_alias("s2f-voice-encoder", "champion").version) == \
         champion.tags["component.s2f-voice-encoder"]
+    promotions = _api(plane, "/flow_runs/filter", {"flows": {"name": {"any_": ["promote"]}}})
+    assert [r["state_type"] for r in promotions] == ["COMPLETED"]
     again = plane.run("promote/default", timeout=300)
     assert again.returncode != 0
     assert "already the champion" in _log(plane)
+
+
+def test_the_nightly_schedule_is_deployed_paused(plane):
+    deployment = json.loads(urllib.request.urlopen(f"{plane.api_url}/deployments/name/pipeline/nightly",
+                                                   timeout=30).read())
+    assert [(s["schedule"]["cron"], s["active"]) for s in deployment["schedules"]] == [("0 2 * * *", False)]
