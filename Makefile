@@ -12,7 +12,7 @@ setup:
 
 demo: setup          ## set up, then run the whole pipeline on the offline demo corpus
 	dvc repro
-	@echo; dvc metrics show; echo; echo "face grid: reports/face_grid.png   MLflow UI: make mlflow-ui"
+	@echo; s2f summary
 
 test: setup          ## set up, then run the test suite
 	python -m pytest

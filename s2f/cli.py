@@ -1,8 +1,8 @@
-"""The `s2f` command: each DVC stage by name (`s2f preprocess --help`; `train_decoder` or `train-decoder`), the same code `dvc repro` runs, and the tools:
-`s2f ingest` (a corpus to validated shards and a summary in one command), `s2f model-summary` (a preset voice
-encoder layer by layer: shapes, parameters, FLOPs), `s2f promote` (the registry's challenger to champion through the
-gate in params.yaml, or `--rollback`) and `s2f infer` (voice clips to face images with the registry's champion or
-local weights)."""
+"""The `s2f` command: each DVC stage by name (`s2f preprocess --help`; `train_decoder` or `train-decoder`), the
+same code `dvc repro` runs, and the tools: `s2f ingest` (a corpus to validated shards and a summary in one command),
+`s2f model-summary` (a preset voice encoder layer by layer: shapes, parameters, FLOPs), `s2f promote` (the
+registry's challenger to champion through the gate in params.yaml, or `--rollback`), `s2f infer` (voice clips to
+face images with the registry's champion or local weights) and `s2f summary` (the evaluation table, 100 columns)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 
 STAGES = ["download", "preprocess", "features", "gather", "train_decoder", "train_encoder", "train_gan", "evaluate",
           "register"]
-TOOLS = ["ingest", "model_summary", "promote", "infer", "upload_pending"]
+TOOLS = ["ingest", "model_summary", "promote", "infer", "upload_pending", "summary"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=[s.replace("_", "-") for s in STAGES + TOOLS],
                         help="a pipeline stage or a tool: ingest (a whole corpus to shards in one command), "
                              "model-summary (a preset encoder's layers, parameters and FLOPs), promote (challenger → "
-                             "champion through the gate) or infer (voice files to face PNGs); its own options follow "
+                             "champion through the gate), infer (voice files to face PNGs) or summary (the evaluation "
+                             "table); its own options follow "
                              "(s2f COMMAND --help)")
     if argv and not argv[0].startswith("-"):  # `s2f train_decoder` (the stage's name) and `s2f train-decoder`
         argv[0] = argv[0].replace("_", "-")

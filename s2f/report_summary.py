@@ -1,0 +1,79 @@
+"""The evaluation table in a terminal: every model family at 3 s and 6 s of voice, at most 100 columns.
+
+`reports/metrics.json` holds about 300 values; `dvc metrics show` prints them as one table thousands of characters
+wide. A person who just ran the pipeline wants the few numbers that answer "did it learn anything?": identity
+retrieval against chance, 1:2 matching, how close the predicted feature is, whether faces come out at all.
+"""
+
+from __future__ import annotations
+
+WIDTH = 100
+VOICES = {"6s": "6 s", "3s_repeated": "3 s→6"}
+NEXT_STEPS = ("reports/face_grid.png (a column per family) · reports/metrics.json (every metric) · "
+              "dvc plots show · make mlflow-ui")
+
+
+def _get(tree: dict, *keys: str) -> float | None:
+    for key in keys:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree if isinstance(tree, (int, float)) else None
+
+
+def _cell(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _rows(report: dict) -> list[tuple[str, str, dict]]:
+    """(model, what is scored, its section) in the table's order: Speech2Face's feature and decoded face, the
+    ridge baseline, then each GAN family."""
+    rows = []
+    if "speech2face" in report:
+        rows.append(("speech2face", "feature", report["speech2face"]))
+        if "decoded" in report["speech2face"]:
+            rows.append(("speech2face", "face", report["speech2face"]["decoded"]))
+    if "ridge" in report:
+        rows.append(("ridge", "feature", report["ridge"]))
+    rows += [(family, "face", section) for family, section in report.items()
+             if family not in ("speech2face", "ridge") and isinstance(section, dict) and "retrieval" in section]
+    return rows
+
+
+def summary_table(report: dict) -> str:
+    """The family table, its chance line and where to look next."""
+    header = f"{'model':<13}{'scored':<9}{'voice':<8}{'R@1':>7}{'R@10':>7}{'1:2 match':>11}{'cosine':>8}" \
+             f"{'faces found':>13}"
+    lines = [header, "─" * len(header)]
+    for model, scored, section in _rows(report):
+        for key, voice in VOICES.items():
+            lines.append(f"{model:<13}{scored:<9}{voice:<8}"
+                         f"{_cell(_get(section, 'retrieval', key, 'recall_at_1')):>7}"
+                         f"{_cell(_get(section, 'retrieval', key, 'recall_at_10')):>7}"
+                         f"{_cell(_get(section, 'matching', key, 'accuracy')):>11}"
+                         f"{_cell(_get(section, 'features', key, 'cosine_mean')):>8}"
+                         f"{_cell(_get(section, 'images', 'detection_ratio'), 2):>13}")
+    chance = _chance(report)
+    if chance:
+        lines += ["─" * len(header), chance]
+    lines += ["3 s→6: 3 s of voice repeated to 6 s, as serving does",
+              "faces found: the share of generated faces in which dlib finds a face", "", "next: " + NEXT_STEPS]
+    return "\n".join(_fit(line) for line in lines)
+
+
+def _chance(report: dict) -> str | None:
+    """One line of what chance scores, from the first family's 6 s retrieval (every family shares the gallery)."""
+    for _, _, section in _rows(report):
+        if _get(section, "retrieval", "6s", "gallery_size") is not None:
+            six = section["retrieval"]["6s"]
+            return (f"chance: R@1 {six['chance_at_1']:.3f}, R@10 {six['chance_at_10']:.3f}, 1:2 match 0.500 "
+                    f"({six['speakers']} held-out speakers, {six['queries']} voices, galleries of "
+                    f"{six['gallery_size']})")
+    return None
+
+
+def _fit(line: str) -> str:
+    if len(line) <= WIDTH:
+        return line
+    cut = line.rfind(" · ", 0, WIDTH)
+    return line[:cut] + "\n      " + _fit(line[cut + 3:]) if cut > 0 else line[:WIDTH - 1] + "…"
