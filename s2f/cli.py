@@ -10,8 +10,8 @@ import argparse
 import importlib
 import sys
 
-STAGES = ["download", "preprocess", "features", "gather", "train_decoder", "train_encoder", "train_gan", "evaluate",
-          "register"]
+STAGES = ["download", "collect", "preprocess", "features", "gather", "train_decoder", "train_encoder", "train_gan",
+          "evaluate", "register"]
 TOOLS = ["ingest", "model_summary", "promote", "infer", "upload_pending", "summary"]
 
 

@@ -35,6 +35,13 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, validate_default=True)
 
 
+def _numbered_partitions(value: list[int]) -> list[int]:
+    """Partition lists name DVC foreach stages (`download@0`, `preprocess@1`, …): exactly 0, 1, …, P-1."""
+    if value != list(range(len(value))):
+        raise ValueError(f"must be 0, 1, …, P-1 (they name the stages download@0, preprocess@0, …), got {value}")
+    return value
+
+
 def _at_least(low_key: str) -> Callable[[float, ValidationInfo], float]:
     """A validator for the upper field of a (low, high) pair: high < low empties the range it describes."""
 
@@ -128,7 +135,12 @@ class DataParams(Section):
     demo: DemoSourceParams = DemoSourceParams()
     avspeech: AvspeechSourceParams = AvspeechSourceParams()
     local: LocalSourceParams = LocalSourceParams()
+    partitions: list[int] = Field([0], min_length=1, description="0, 1, …, P-1: download runs as one DVC stage "
+                                  "per partition (download@K: row r of the source in partition r mod P, its own "
+                                  "ledger and rate limit), then `collect`")
     workers: Workers = 0
+
+    _partitions = field_validator("partitions")(lambda value: _numbered_partitions(value))
 
 
 class DetectorParams(Section):
@@ -166,12 +178,7 @@ class PreprocessParams(Section):
 
     _max_source_seconds = field_validator("max_source_seconds")(_at_least("min_seconds"))
 
-    @field_validator("partitions")
-    @classmethod
-    def _numbered(cls, value: list[int]) -> list[int]:
-        if value != list(range(len(value))):
-            raise ValueError(f"must be 0, 1, …, P-1 (they name the stages preprocess@0, …), got {value}")
-        return value
+    _partitions = field_validator("partitions")(lambda value: _numbered_partitions(value))
 
 
 class SplitParams(Section):

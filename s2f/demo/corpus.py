@@ -7,6 +7,7 @@ makes it and in whatever order. Written as video so that preprocessing runs the 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,11 +71,15 @@ def _make_speaker(job: _SpeakerJob) -> list[dict]:
     return rows
 
 
-def generate_demo_corpus(params: DemoSourceParams, out_dir: Path, workers: int) -> pd.DataFrame:
-    """Write `out_dir/clips/*.mp4` and return the manifest (one row per clip, with the speaker's latent traits)."""
+def generate_demo_corpus(params: DemoSourceParams, out_dir: Path, workers: int,
+                         speakers: Sequence[int] | None = None) -> pd.DataFrame:
+    """Write `out_dir/clips/*.mp4` and return the manifest (one row per clip, with the speaker's latent traits);
+    `speakers`: only these speaker indices (a download partition), indexed by their rows in the whole corpus."""
     clips_dir = out_dir / "clips"
     clips_dir.mkdir(parents=True, exist_ok=True)
-    jobs = [_SpeakerJob(i, params, clips_dir) for i in range(params.speakers)]
+    chosen = range(params.speakers) if speakers is None else speakers
+    jobs = [_SpeakerJob(i, params, clips_dir) for i in chosen]
     with process_map(workers) as pmap:
         per_speaker = pmap(_make_speaker, jobs)
-    return pd.DataFrame([row for rows in per_speaker for row in rows])
+    rows = [i * params.clips_per_speaker + c for i in chosen for c in range(params.clips_per_speaker)]
+    return pd.DataFrame([row for rows in per_speaker for row in rows], index=rows)

@@ -37,6 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from s2f.config import AvspeechSourceParams
+from s2f.partitions import Partition
 from s2f.io.media import MediaError, ffmpeg_exe, probe
 
 YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
@@ -573,20 +574,26 @@ class AvspeechFetchError(SystemExit):
         super().__init__("\n".join(lines))
 
 
-def _manifest(segments: list[Segment], ledger: Ledger, out_dir: Path) -> pd.DataFrame:
-    rows = []
-    for s in segments:
+def _manifest(segments: list[Segment], ledger: Ledger, out_dir: Path, positions: list[int]) -> pd.DataFrame:
+    rows, index = [], []
+    for position, s in zip(positions, segments):
         entry = ledger.get(s.sample_id)
         if entry and entry.status == "done" and entry.clip and (out_dir / entry.clip).is_file():
             rows.append({"sample_id": s.sample_id, "clip": entry.clip, "speaker": s.youtube_id,
                          "face_x": s.face_x, "face_y": s.face_y})
-    return pd.DataFrame(rows, columns=["sample_id", "clip", "speaker", "face_x", "face_y"])
+            index.append(position)
+    return pd.DataFrame(rows, columns=["sample_id", "clip", "speaker", "face_x", "face_y"], index=index)
 
 
 def fetch_avspeech(params: AvspeechSourceParams, out_dir: Path, *, sleep: Callable[[float], None] = time.sleep,
                    clock: Callable[[], float] = time.monotonic,
-                   now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> pd.DataFrame:
+                   now: Callable[[], datetime] = lambda: datetime.now(UTC),
+                   partition: Partition | None = None) -> pd.DataFrame:
     """Fetch the first `params.limit` valid CSV segments into `out_dir/clips/`; the manifest of every done one.
+
+    With a `partition` (a `download@K` stage, on its own worker) only the segments r ≡ K (mod P) are fetched, under
+    this process's own rate limit and with its own ledger in `out_dir`; the manifest is indexed by each segment's
+    position among all of them, so `collect` can merge the partitions in CSV order.
 
     `speaker` is the YouTube id: AVSpeech has no speaker ids, and one video is assumed to be one speaker (a channel
     with several videos then counts as several speakers, so identity-disjoint splits are only approximate).
@@ -599,12 +606,14 @@ def fetch_avspeech(params: AvspeechSourceParams, out_dir: Path, *, sleep: Callab
         raise ValueError(f"AVSpeech CSV not found: {params.csv} (set data.avspeech.csv in params.yaml)")
     segments, rejected = read_avspeech_csv(params.csv)
     segments = segments[: params.limit] if params.limit else segments
+    positions = [r for r in range(len(segments)) if partition is None or partition.owns(r)]
+    segments = [segments[r] for r in positions]
     (out_dir / "clips").mkdir(parents=True, exist_ok=True)
     limiter = RateLimiter(params.requests_per_minute, clock=clock, sleep=sleep)
     with contextlib.closing(Ledger(out_dir / "ledger.sqlite")) as ledger:
         tally = _fetch_all(segments, params, out_dir, ledger, limiter, sleep, now)
         summary = _summary(segments, rejected, ledger, tally, out_dir)
-        manifest = _manifest(segments, ledger, out_dir)
+        manifest = _manifest(segments, ledger, out_dir, positions)
     (out_dir / "fetch_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(_one_line(summary), flush=True)
     if manifest.empty:

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from s2f.config import LocalSourceParams
+from s2f.partitions import Partition
 from s2f.sources.ids import safe_id
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".m4v"}
@@ -32,10 +33,14 @@ AUDIO_SUFFIXES = {".wav", ".m4a", ".flac", ".mp3", ".ogg"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
-def fetch_local(params: LocalSourceParams, out_dir: Path) -> pd.DataFrame:
-    """The corpus's clip manifest, its media checked to lie where the corpus is, then copied or referenced."""
+def fetch_local(params: LocalSourceParams, out_dir: Path, partition: Partition | None = None) -> pd.DataFrame:
+    """The corpus's clip manifest, its media checked to lie where the corpus is, then copied or referenced;
+    with a `partition`, only its rows (row r in partition r mod P), indexed by their rows in the whole corpus."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest, base, homes, where = _read_corpus(params)
+    if partition is not None:
+        manifest = manifest.reset_index(drop=True)
+        manifest = manifest[[partition.owns(r) for r in range(len(manifest))]]
     refuse_escapes(manifest, base, [*homes, *map(Path, params.allowed_roots)], where)
     return _place(manifest, base, out_dir, params.copy_clips)
 

@@ -34,7 +34,8 @@ def s3(s3_server: str, tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory, s3) -> ControlPlane:
-    repo = make_tiny_repo(tmp_path_factory.mktemp("project"), {"preprocess": {"shard_size": 4, "partitions": [0, 1]}})
+    repo = make_tiny_repo(tmp_path_factory.mktemp("project"), {"data": {"partitions": [0, 1]},
+                                                                     "preprocess": {"shard_size": 4, "partitions": [0, 1]}})
     state = tmp_path_factory.mktemp("state")
     settings = defaults(repo, state, free_port()) | {k: v for k, v in s3.items() if k != "BUCKET"} | {
         "PREFECT_HOME": str(state / "prefect"), "S2F_CODE_DIR": str(repo), "S2F_GIT_URL": str(repo),
@@ -79,7 +80,7 @@ def _log(plane: ControlPlane) -> str:
 def test_pipeline_deployment_completes_through_both_pools(plane, pipeline_run):
     assert pipeline_run.returncode == 0, f"{pipeline_run.stdout[-3000:]}\n{_log(plane)}"
     stages = _stage_runs(plane)
-    assert set(stages) == {"download", "preprocess@0", "preprocess@1", "features@0", "features@1", "gather",
+    assert set(stages) == {"download@0", "download@1", "collect", "preprocess@0", "preprocess@1", "features@0", "features@1", "gather",
                            "train_decoder", "train_encoder", "train_gan@wen2019", "train_gan@wav2pix", "evaluate",
                            "register"}
     for name, flow_run in stages.items():
@@ -89,17 +90,18 @@ def test_pipeline_deployment_completes_through_both_pools(plane, pipeline_run):
     assert [(lim["name"], lim["limit"]) for lim in limits] == [("gpu", 1)]
 
 
-def test_partitions_ran_side_by_side_on_two_workers_then_gather(plane, pipeline_run):
+def test_partitions_ran_side_by_side_on_two_workers_then_were_merged(plane, pipeline_run):
     assert pipeline_run.returncode == 0
     stages = _stage_runs(plane)
-    workers = {stage: _worker_of(plane, stages[stage]) for stage in ("preprocess@0", "preprocess@1")}
-    assert workers["preprocess@0"] != workers["preprocess@1"], workers
-    assert all(w.startswith("cpu-") for w in workers.values()), workers
-    start, end = ({s: datetime.fromisoformat(stages[s][key]) for s in workers} for key in ("start_time", "end_time"))
-    assert max(start.values()) < min(end.values()), (start, end)  # concurrent, not one after the other
-    gather_start = datetime.fromisoformat(stages["gather"]["start_time"])
-    for stage in ("preprocess@0", "preprocess@1", "features@0", "features@1"):
-        assert datetime.fromisoformat(stages[stage]["end_time"]) <= gather_start, stage
+    for fanned, merge in (("download", "collect"), ("preprocess", "gather")):
+        pair = (f"{fanned}@0", f"{fanned}@1")
+        workers = {stage: _worker_of(plane, stages[stage]) for stage in pair}
+        assert workers[pair[0]] != workers[pair[1]], workers
+        assert all(w.startswith("cpu-") for w in workers.values()), workers
+        start, end = ({s: datetime.fromisoformat(stages[s][key]) for s in pair} for key in ("start_time", "end_time"))
+        assert max(start.values()) < min(end.values()), (start, end)  # concurrent, not one after the other
+        merge_start = datetime.fromisoformat(stages[merge]["start_time"])
+        assert all(end[s] <= merge_start for s in pair), merge
 
 
 def test_each_stage_ran_once_and_another_checkout_restores_without_recomputing(plane, pipeline_run, s3,
@@ -112,7 +114,7 @@ def test_each_stage_ran_once_and_another_checkout_restores_without_recomputing(p
     run(["dvc", "remote", "modify", "--local", "s3", "endpointurl", s3["AWS_ENDPOINT_URL"]], clone, env)
     out = run([sys.executable, "-m", "dvc", "repro", "--pull"], clone, env).stdout
     assert "Running stage" not in out, out
-    assert out.count("is cached - skipping run") == 12, out  # 2 partitions × 2 stages, train_gan's 2 families
+    assert out.count("is cached - skipping run") == 14, out  # 2 partitions × 3 stages, train_gan's 2 families
     report = json.loads((clone / "reports/metrics.json").read_text())
     assert report["speech2face"]["retrieval"]["6s"]["gallery_size"] == 3
     assert (clone / "models/voice_encoder.pt").is_file()

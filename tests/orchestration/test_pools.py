@@ -12,12 +12,14 @@ from tests.tiny_repo import make_tiny_repo
 
 @pytest.fixture(scope="module")
 def plan(tmp_path_factory):
-    """The plan of the project's dvc.yaml with three partitions."""
-    return stage_plan(make_tiny_repo(tmp_path_factory.mktemp("plan"), {"preprocess": {"partitions": [0, 1, 2]}}))
+    """The plan of the project's dvc.yaml with two download and three preprocess partitions."""
+    return stage_plan(make_tiny_repo(tmp_path_factory.mktemp("plan"), {"data": {"partitions": [0, 1]},
+                                                                      "preprocess": {"partitions": [0, 1, 2]}}))
 
 
 def test_every_partition_is_a_stage_that_needs_only_its_own_upstream(plan):
-    assert plan["preprocess@1"] == ["download"]
+    assert plan["download@1"] == [] and plan["collect"] == ["download@0", "download@1"]
+    assert plan["preprocess@1"] == ["collect"]
     assert plan["features@1"] == ["preprocess@1"]
     assert plan["gather"] == ["features@0", "features@1", "features@2",
                               "preprocess@0", "preprocess@1", "preprocess@2"]
@@ -26,7 +28,7 @@ def test_every_partition_is_a_stage_that_needs_only_its_own_upstream(plan):
 
 def test_each_stage_comes_after_what_it_needs(plan):
     order = list(plan)
-    assert order[0] == "download" and order[-1] == "register"
+    assert order[:2] == ["download@0", "download@1"] and order[-1] == "register"
     for stage, needs in plan.items():
         assert all(order.index(n) < order.index(stage) for n in needs), stage
     families = yaml.safe_load((ROOT / "params.yaml").read_text())["train_gan"]["families"]

@@ -62,7 +62,7 @@ def test_repro_runs_every_stage_and_writes_the_reports(repo):
     assert (repo / "reports/face_grid.png").stat().st_size > 0
     assert (repo / "models/gan/wen2019.pt").is_file() and (repo / "models/gan/wav2pix.json").is_file()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"download", "preprocess@0", "features@0", "gather", "train_decoder",
+    assert set(lock["stages"]) == {"download@0", "collect", "preprocess@0", "features@0", "gather", "train_decoder",
                                    "train_encoder", "train_gan@wen2019", "train_gan@wav2pix", "evaluate", "register"}
 
 
@@ -132,7 +132,7 @@ def test_second_repro_runs_nothing(repo):
 def test_forced_download_of_unchanged_media_reruns_nothing_downstream(repo):
     """The demo corpus and its manifest verdict are byte-identical when made again, so DVC sees no change."""
     out = run([sys.executable, "-m", "dvc", "repro", "-f", "download"], repo).stdout
-    assert "Running stage 'download'" in out
+    assert "Running stage 'download@0'" in out
     out = run([sys.executable, "-m", "dvc", "repro"], repo).stdout
     assert "Running stage" not in out, out
 
@@ -143,7 +143,7 @@ def test_params_change_reruns_only_downstream(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run([sys.executable, "-m", "dvc", "repro"], repo).stdout
     assert "Running stage 'evaluate'" in out
-    assert "Running stage 'train_encoder'" not in out and "Running stage 'download'" not in out
+    assert "Running stage 'train_encoder'" not in out and "Running stage 'download@0'" not in out
 
 
 @pytest.mark.reliability

@@ -26,7 +26,7 @@ from s2f.config import PAPER_WEIGHTS
 from s2f.faces.vggface import VggFaceConfig
 from tests.tiny_repo import make_tiny_repo, run
 
-STAGES = ("download", "preprocess@0", "features@0", "gather", "train_decoder", "train_encoder", "train_gan@wen2019",
+STAGES = ("download@0", "collect", "preprocess@0", "features@0", "gather", "train_decoder", "train_encoder", "train_gan@wen2019",
           "train_gan@wav2pix", "evaluate", "register")
 # the paper's layer layout (Table 1: pools after the 3rd-6th convs, frequency stride 2 on the last two) at 1/16 width
 NARROW_PAPER_BLOCKS = [{"channels": 4}, {"channels": 4},
