@@ -2,8 +2,8 @@
 
 The plan is DVC's own stage graph, read from a checkout at the pipeline's commit: every stage with the stages it
 needs, so the `pipeline` flow starts each as soon as those are done. That is what fans out the partitions
-(`preprocess@0`, `preprocess@1`, …, one DVC stage each) over the `cpu` pool's workers, and the GAN families
-(`train_gan@wen2019`, …) over the GPUs, while `gather` waits for every partition.
+(`download@K`, then `preprocess@K` → `features@K`, one DVC stage each) over the `cpu` pool's workers and the GAN
+families (`train_gan@wen2019`, …) over the GPUs, while `collect` and `gather` wait for every partition.
 """
 
 from __future__ import annotations
