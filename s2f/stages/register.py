@@ -16,6 +16,8 @@ this tracking store. Promotion to `champion` is a separate, gated step: `s2f pro
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 from s2f.io.tracking import git_commit, stage_run
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="where the DVC data hashes are read")
     parser.add_argument("--out", type=Path, default=Path("reports/registry.json"))
     args = parser.parse_args(argv)
+    if not sys.stderr.isatty():  # MLflow's per-model upload bars are \r-redrawn: in a log they pile up, 270 wide
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     families = {family: args.gan_models / f"{family}.pt" for family in load_params("train_gan", args.params).families}
     missing = [str(pt) for pt in families.values() if not (pt.is_file() and pt.with_suffix(".json").is_file())]
     if missing:
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.out.with_name("registry_versions.json"),
                {"versions": versions, "run_id": run.info.run_id, "git_commit": commit, **lineage})
     shown = ", ".join(f"{name} v{version}" for name, version in versions.items())
-    print(f"register: {shown} aliased challenger (promote with `s2f promote [--model NAME]`)")
+    print(f"register: {shown} aliased challenger\nregister: promote with `s2f promote [--model NAME]`")
 
 
 if __name__ == "__main__":
