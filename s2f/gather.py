@@ -17,22 +17,15 @@ import pandas as pd
 from s2f.config import FeaturesParams
 from s2f.features import finish_features
 from s2f.io.shards import link_or_copy, quarantine_table, write_json_atomic, write_table
+from s2f.partitions import partition_folders
 from s2f.preprocess import PART_INFO, check_bad_shards
 
 SHARD_FILES = ("*.npz", "validation/*.json", "quarantine/*.npz")
 
 
-class MissingPart(FileNotFoundError):
-    pass
-
-
 def part_dirs(root: Path, count: int) -> list[Path]:
     """`root/0` … `root/count-1`; a missing one is an error naming it (its stage has not run)."""
-    parts = [Path(root) / str(k) for k in range(count)]
-    missing = [str(p) for p in parts if not (p / "manifest.parquet").is_file()]
-    if missing:
-        raise MissingPart(f"partition parts not found (has every preprocess@K / features@K run?): {missing}")
-    return parts
+    return partition_folders(root, count, "manifest.parquet", "partition parts", "preprocess@K / features@K")
 
 
 def _link_shards(parts: list[Path], out_dir: Path) -> None:

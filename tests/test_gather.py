@@ -10,9 +10,9 @@ import pytest
 
 from s2f.config import FeaturesParams, PreprocessParams
 from s2f.features import compute_features, feature_shards
-from s2f.gather import MissingPart, gather_features, gather_preprocessed, part_dirs
+from s2f.gather import gather_features, gather_preprocessed, part_dirs
 from s2f.io.shards import write_table
-from s2f.partitions import Partition
+from s2f.partitions import MissingPartition, Partition
 from s2f.preprocess import preprocess_corpus
 
 PARAMS = PreprocessParams(shard_size=2)
@@ -93,5 +93,5 @@ def test_gathered_dataset_is_byte_identical_to_one_unpartitioned_run(whole, gath
 
 def test_a_missing_part_is_named(tmp_path):
     (tmp_path / "0").mkdir()
-    with pytest.raises(MissingPart, match="1"):
+    with pytest.raises(MissingPartition, match="1"):
         part_dirs(tmp_path, 2)

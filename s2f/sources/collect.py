@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from s2f.io.shards import link_or_copy, write_table
+from s2f.partitions import partition_folders
 from s2f.sources import read_clip_manifest
 from s2f.sources.fetch import SOURCE_ROW
 
@@ -24,17 +25,9 @@ SUMMED = ("segments", "done", "fetched_now", "skipped_done", "skipped_permanent"
           "failed_permanent")
 
 
-class MissingPartition(FileNotFoundError):
-    pass
-
-
 def partition_dirs(root: Path, count: int) -> list[Path]:
     """`root/0` … `root/count-1`; a missing one is an error naming it (its download stage has not run)."""
-    parts = [Path(root) / str(k) for k in range(count)]
-    missing = [str(p) for p in parts if not (p / MANIFEST).is_file()]
-    if missing:
-        raise MissingPartition(f"download partitions not found (has every download@K run?): {missing}")
-    return parts
+    return partition_folders(root, count, MANIFEST, "download partitions", "download@K")
 
 
 def _merged_manifest(parts: list[Path]) -> pd.DataFrame:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from s2f.config import DataParams
-from s2f.sources.collect import MissingPartition, collect, partition_dirs
+from s2f.partitions import MissingPartition
+from s2f.sources.collect import collect, partition_dirs
 from s2f.stages.common import load_params, stage_parser, validate_manifest
 
 

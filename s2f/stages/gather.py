@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from s2f.config import FeaturesParams, PreprocessParams
-from s2f.gather import MissingPart, gather_features, gather_preprocessed, part_dirs
+from s2f.gather import gather_features, gather_preprocessed, part_dirs
+from s2f.partitions import MissingPartition
 from s2f.preprocess import TooManyBadShards
 from s2f.stages.common import load_params, run_stage, stage_parser, write_json
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
         if not summary["accepted"]:
             raise SystemExit(f"gather: all {summary['clips']} clips were rejected; see {args.pre / 'quarantine.csv'}")
         manifest = gather_features(part_dirs(args.feature_parts, count), args.pre, args.features, feat)
-    except (MissingPart, TooManyBadShards, ValueError) as err:
+    except (MissingPartition, TooManyBadShards, ValueError) as err:
         raise SystemExit(f"gather: {err}") from None
     write_json(args.summary, summary)
     counts = manifest.groupby("split")["speaker"].nunique().to_dict()

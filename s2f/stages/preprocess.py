@@ -34,10 +34,13 @@ def main(argv: list[str] | None = None) -> None:
     manifest = read_clip_manifest(args.raw / "manifest.csv")
     try:
         partition = None if args.partition is None else Partition(args.partition, len(params.partitions))
+    except ValueError as err:
+        raise SystemExit(f"preprocess: {err}") from None
+    try:
         accepted, quarantined = preprocess_corpus(manifest, args.raw, args.out, params,
                                                   resolve_workers(params.workers), work_dir=args.work,
                                                   partition=partition)
-    except (TooManyBadShards, ValueError) as err:
+    except TooManyBadShards as err:
         raise SystemExit(f"preprocess: {err}") from None
     rejected = quarantined["reason"].value_counts().to_dict()
     pending = len(pending_uploads(args.work))
