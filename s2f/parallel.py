@@ -21,18 +21,22 @@ def process_map(workers: int) -> Iterator[MapFn]:
         yield lambda fn, items: pool.map(fn, items, chunksize=max(1, min(8, len(items) // (4 * workers))))
 
 
-def process_imap(workers: int, fn: Callable[[Any], Any], items: Iterable, window: int = 0) -> Iterator:
+def process_imap(workers: int, fn: Callable[[Any], Any], items: Iterable, window: int = 0,
+                 started: Callable[[], None] | None = None) -> Iterator:
     """Results in order, each as soon as it and those before it are done (a caller can act per finished group).
 
     `items` may be a lazy iterable: at most `window` items (default 4 per worker) are taken from it ahead of the
     results, so memory is bounded by the window, not by the input. (`Pool.imap` would drain the whole iterable
-    into its task queue at once.)
+    into its task queue at once.) `started()` is called once the worker processes exist: the place to start a
+    thread in this process, since a fork while a thread holds a lock (an import's, say) can deadlock the child.
     """
     if workers <= 1:
         yield from map(fn, items)
         return
     window = window or 4 * workers
     with Pool(workers) as pool:
+        if started is not None:
+            started()
         in_flight: deque = deque()
         for item in items:
             in_flight.append(pool.apply_async(fn, (item,)))

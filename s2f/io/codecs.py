@@ -76,7 +76,15 @@ def encoded_columns(column: str, codec: str, encodings: list[bytes]) -> dict[str
     return {f"{column}_{codec}": data, f"{column}_{codec}_offsets": offsets}
 
 
-def decode_column(data: np.ndarray, offsets: np.ndarray, codec: str) -> np.ndarray:
-    """A stored column back as one stacked array ((n, samples) audio, (n, H, W, 3) crops)."""
-    decode = DECODERS[codec]
-    return np.stack([decode(e) for e in unpack(data, offsets)])
+def decode_column(data: np.ndarray, offsets: np.ndarray, codec: str, threads: int = 1) -> np.ndarray:
+    """A stored column back as one stacked array ((n, samples) audio, (n, H, W, 3) crops).
+
+    With `threads` > 1 the encodings are decoded by that many threads: libsndfile (through cffi) and Pillow's JPEG
+    decoder release the GIL, so a shard written at the end of a stage is read back on every core."""
+    decode, encodings = DECODERS[codec], unpack(data, offsets)
+    if threads <= 1 or len(encodings) < 2:
+        return np.stack([decode(e) for e in encodings])
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        return np.stack(list(pool.map(decode, encodings)))

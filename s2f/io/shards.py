@@ -117,12 +117,12 @@ class ShardError(ValueError):
     """A shard file that cannot be read as one: the message names the file and the reason."""
 
 
-def read_shard(path: Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+def read_shard(path: Path, keys: list[str] | None = None, threads: int = 1) -> dict[str, np.ndarray]:
     """The shard's arrays, or only `keys` of them (an `.npz` member is read only when asked for).
 
     Columns stored encoded (`s2f.io.codecs`: FLAC audio, JPEG crops) come back decoded under their own name
-    (`audio`, `face`). A missing, truncated or foreign file raises `ShardError` naming it (not numpy's bare
-    `BadZipFile`).
+    (`audio`, `face`), by `threads` threads. A missing, truncated or foreign file raises `ShardError` naming it (not
+    numpy's bare `BadZipFile`).
     """
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -131,7 +131,7 @@ def read_shard(path: Path, keys: list[str] | None = None) -> dict[str, np.ndarra
             if missing:
                 raise ShardError(f"{path}: no arrays {', '.join(missing)} (has {', '.join(npz.files)})")
             wanted = keys if keys is not None else [f for f in npz.files if not _is_encoding(f)] + list(stored)
-            return {key: _column(npz, key, stored) for key in wanted}
+            return {key: _column(npz, key, stored, threads) for key in wanted}
     except FileNotFoundError:
         raise ShardError(f"{path}: missing") from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
@@ -151,11 +151,11 @@ def _stored_columns(members: list[str]) -> dict[str, str]:
             if member.endswith(f"_{codec}") and f"{member}_offsets" in members}
 
 
-def _column(npz, key: str, stored: dict[str, str]) -> np.ndarray:
+def _column(npz, key: str, stored: dict[str, str], threads: int = 1) -> np.ndarray:
     if key in npz.files:
         return npz[key]
     codec = stored[key]
-    return codecs.decode_column(npz[f"{key}_{codec}"], npz[f"{key}_{codec}_offsets"], codec)
+    return codecs.decode_column(npz[f"{key}_{codec}"], npz[f"{key}_{codec}_offsets"], codec, threads)
 
 
 def write_table(path: Path, table: pd.DataFrame) -> None:
