@@ -28,8 +28,8 @@ def stage(stage: str, repo: str, commit: str, pool: str = "cpu") -> dict:
     slot = concurrency(GPU_LIMIT, occupy=1, strict=True) if pool == GPU_POOL else nullcontext()
     with slot, worker_checkout(repo, commit) as path:
         logger.info("checkout %s at %s", path, commit[:12])
-        report, output = repro(path, stage)
-        logger.info("dvc repro --pull %s:\n%s", stage, output[-3000:])
+        logger.info("dvc repro --pull %s", stage)
+        report, _ = repro(path, stage, on_line=logger.info)  # each line of the stage's output as it comes
         logger.info(publish(path)[-1500:])
     summary = report.as_dict()
     create_markdown_artifact(

@@ -79,7 +79,7 @@ def feature_shards(pre_dir: Path, out_dir: Path, params: FeaturesParams, workers
     manifest = pd.read_parquet(pre_dir / "manifest.parquet")
     backend = get_backend(params.backend, **backend_options(params))  # fails early on a missing weight file
     rules = partial(ShardRules, embedding_dim=backend.dim, embedding_norm_range=backend.norm_range)
-    engine = ShardEngine(ShardKind("features", "feature_shard", rules), work_dir or out_dir)
+    engine = ShardEngine(ShardKind("features", "feature_shard", rules, unit="faces"), work_dir or out_dir)
     options, code = _weights_identity(backend_options(params)), closure_hash(__name__)
     shards = sorted(manifest["shard"].unique()) if len(manifest) else []
     with engine.hash_cache() as hashes:

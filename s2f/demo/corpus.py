@@ -19,7 +19,8 @@ from s2f.config import DemoSourceParams
 from s2f.demo.face import render_face
 from s2f.demo.traits import draw_traits
 from s2f.demo.voice import synthesize_clip
-from s2f.parallel import process_map
+from s2f.parallel import process_imap
+from s2f.progress import Progress
 from s2f.io.media import write_talking_video, write_wav
 
 
@@ -79,7 +80,10 @@ def generate_demo_corpus(params: DemoSourceParams, out_dir: Path, workers: int,
     clips_dir.mkdir(parents=True, exist_ok=True)
     chosen = range(params.speakers) if speakers is None else speakers
     jobs = [_SpeakerJob(i, params, clips_dir) for i in chosen]
-    with process_map(workers) as pmap:
-        per_speaker = pmap(_make_speaker, jobs)
+    per_speaker = []
+    with Progress("download (demo corpus)", len(jobs), unit="speakers") as shown:
+        for made in process_imap(workers, _make_speaker, jobs):  # in order, each as soon as it is written
+            per_speaker.append(made)
+            shown.update(1)
     rows = [i * params.clips_per_speaker + c for i in chosen for c in range(params.clips_per_speaker)]
     return pd.DataFrame([row for rows in per_speaker for row in rows], index=rows)

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,23 +47,33 @@ def tool_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("DVC_NO_ANALYTICS", "1")
+    env.setdefault("PYTHONUNBUFFERED", "1")  # a stage's lines leave it as printed, not in 8 kB blocks at its end
     return env
 
 
-def _run(cmd: list[str], cwd: Path) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def _run(cmd: list[str], cwd: Path, on_line: Callable[[str], None] | None = None) -> str:
+    """Run `cmd`; its output, and each line of it as it comes to `on_line` (a flow's logger: a stage's progress
+    reaches the Prefect flow-run log while the stage runs, not when it ends)."""
+    lines: list[str] = []
+    with subprocess.Popen(cmd, cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1, errors="replace") as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if on_line is not None and line.strip():
+                on_line(line.rstrip())
+    output = "".join(lines)
     if proc.returncode != 0:
-        raise StageFailed(f"{' '.join(cmd)} failed in {cwd} (exit {proc.returncode}):\n{proc.stdout[-4000:]}")
-    return proc.stdout
+        raise StageFailed(f"{' '.join(cmd)} failed in {cwd} (exit {proc.returncode}):\n{output[-4000:]}")
+    return output
 
 
 def parse_repro(stage: str, output: str) -> StageReport:
     return StageReport(stage, _RAN.findall(output), _RESTORED.findall(output), _UNCHANGED.findall(output))
 
 
-def repro(checkout: Path, stage: str) -> tuple[StageReport, str]:
+def repro(checkout: Path, stage: str, on_line: Callable[[str], None] | None = None) -> tuple[StageReport, str]:
     start = time.perf_counter()
-    output = _run(["dvc", "repro", "--pull", stage], checkout)
+    output = _run(["dvc", "repro", "--pull", stage], checkout, on_line)
     report = parse_repro(stage, output)
     report.seconds = time.perf_counter() - start
     return report, output

@@ -199,6 +199,58 @@ def _stop_group(pid: int, polls: int = 50) -> None:
     _alive(pid)
 
 
+def watch(plane: ControlPlane, deployment: str, wait: float, every: float = 60.0) -> int | None:
+    """Start `deployment` and show a person its progress while it runs: the watcher's state lines as they come and,
+    every `every` seconds, which stage runs have finished (`stage_progress`). Returns the watcher's exit status
+    (0: completed), or None when the run is still going after `wait` seconds: then only the watching stops; the
+    flow run goes on on the workers."""
+    import threading
+
+    cmd = [sys.executable, "-m", "prefect", "deployment", "run", deployment, "--watch", "--watch-interval", "5"]
+    since, started = time.time(), time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=plane.root, env=plane.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace")
+    echo = threading.Thread(target=lambda: [print(f"  {line.rstrip()}", flush=True) for line in proc.stdout if
+                                            line.strip()], daemon=True)
+    echo.start()
+    while True:
+        try:
+            return proc.wait(timeout=every)
+        except subprocess.TimeoutExpired:
+            elapsed = time.monotonic() - started
+            print(f"orchestrate: {elapsed / 60:.0f} min in; {stage_progress(plane.api_url, since)}", flush=True)
+            if elapsed >= wait:
+                proc.terminate()
+                proc.wait()
+                return None
+
+
+def stage_progress(api_url: str, since: float) -> str:
+    """The stage runs started since `since` (epoch seconds), by state, from the Prefect API (one short line)."""
+    import json
+    import urllib.request
+    from datetime import UTC, datetime
+
+    body = {"flow_runs": {"start_time": {"after_": datetime.fromtimestamp(since, UTC).isoformat()}},
+            "sort": "START_TIME_ASC", "limit": 200}
+    request = urllib.request.Request(f"{api_url.rstrip('/')}/flow_runs/filter", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            runs = json.loads(response.read())
+    except (OSError, ValueError) as err:
+        return f"stage runs unknown (the Prefect API did not answer: {err})"
+    by_state: dict[str, list[str]] = {}
+    for run in runs:
+        if "stage" in (run.get("parameters") or {}):   # a `stage` flow run (flows/stage.py), not the pipeline's
+            by_state.setdefault((run.get("state_type") or "?").lower(), []).append(run["parameters"]["stage"])
+    done = by_state.pop("completed", [])
+    running = by_state.pop("running", [])
+    text = f"{len(done)} stages done" + (f" (last: {done[-1]})" if done else "")
+    text += f", running: {', '.join(running)}" if running else ""
+    return text + "".join(f", {state}: {', '.join(names)}" for state, names in sorted(by_state.items()))
+
+
 def restore_here(plane: ControlPlane) -> None:
     """Bring the pipeline's results into this checkout from the remote's run-cache: no stage recomputes."""
     env = plane.env()
@@ -212,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("action", choices=["up", "down"], nargs="?", default="up")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="the local Prefect server's port")
     parser.add_argument("--deployment", default="pipeline/demo")
+    parser.add_argument("--wait", type=float, default=3600,
+                        help="seconds to watch the run; a longer run goes on, and this says how to pick it up")
     args = parser.parse_args(argv)
     root = Path.cwd()
     plane = ControlPlane(root, root / ".s2f", defaults(root, root / ".s2f", args.port))
@@ -226,11 +280,14 @@ def main(argv: list[str] | None = None) -> None:
                          "their results into a changed tree would recompute stages. Commit (or stash) first.")
     plane.up()
     print(f"orchestrate: Prefect UI {plane.api_url.removesuffix('/api')}; running {args.deployment}", flush=True)
-    start = time.perf_counter()
-    result = plane.run(args.deployment)
-    print(result.stdout[-2000:], result.stderr[-2000:], sep="\n")
-    if result.returncode != 0:
-        raise SystemExit(f"orchestrate: {args.deployment} did not complete; see the UI and .s2f/logs/")
+    start, ui = time.perf_counter(), plane.api_url.removesuffix('/api')
+    status = watch(plane, args.deployment, args.wait)
+    if status is None:
+        raise SystemExit(f"orchestrate: {args.deployment} is still running after {args.wait / 60:.0f} min; it goes on "
+                         f"on the workers. Watch it at {ui}/runs; once it has completed, `dvc repro --pull` here "
+                         "restores its results (or run this again with a longer --wait)")
+    if status != 0:
+        raise SystemExit(f"orchestrate: {args.deployment} did not complete; see {ui}/runs and .s2f/logs/")
     print(f"orchestrate: {args.deployment} completed in {time.perf_counter() - start:.0f} s; restoring results here")
     restore_here(plane)
     print(f"orchestrate: done. Prefect UI {plane.api_url.removesuffix('/api')}, MLflow: make mlflow-ui, "

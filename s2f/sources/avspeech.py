@@ -39,6 +39,7 @@ import pandas as pd
 from s2f.config import AvspeechSourceParams
 from s2f.partitions import Partition
 from s2f.io.media import MediaError, ffmpeg_exe, probe
+from s2f.progress import Progress
 
 YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 REJECTED_COLUMNS = ["row", "reason", "detail"]
@@ -504,26 +505,35 @@ def _fetch_all(segments: list[Segment], params: AvspeechSourceParams, out_dir: P
                limiter: RateLimiter, sleep: Callable[[float], None], now: Callable[[], datetime]) -> _Tally:
     """Fetch, in order, each segment the ledger does not rule out; record every outcome as it happens."""
     tally, in_a_row = _Tally(), 0
-    for segment in segments:
-        entry = ledger.get(segment.sample_id)
-        if _skip(entry, out_dir, now(), tally):
-            continue
-        if tally.stopped_early:
-            tally.not_tried += 1
-            continue
-        tries, failure = fetch_with_retries(segment, out_dir / _clip_rel(segment), params, limiter, sleep)
-        attempts = (entry.attempts if entry else 0) + tries
-        if failure is None:
-            ledger.mark_done(segment, _clip_rel(segment), attempts)
-            tally.fetched_now, in_a_row = tally.fetched_now + 1, 0
-            continue
-        wait = max(params.retry_after_hours * 3600, failure.retry_after_s or 0.0)
-        ledger.mark_failed(segment, failure, attempts, None if failure.permanent else now() + timedelta(seconds=wait))
-        in_a_row = in_a_row + 1 if failure.reason in _SERVICE_REASONS else 0
-        if in_a_row >= _MAX_SERVICE_FAILURES_IN_A_ROW:
-            tally.stopped_early = (f"{in_a_row} segments in a row failed with {failure.reason}: the service is "
-                                   "unreachable or rate-limiting us; the rest is left for a later run")
+    with Progress("download (avspeech)", len(segments), unit="segments") as shown:
+        for segment in segments:
+            in_a_row = _fetch_one(segment, params, out_dir, ledger, limiter, sleep, now, tally, in_a_row)
+            shown.update(1, fetched=tally.fetched_now)
     return tally
+
+
+def _fetch_one(segment: Segment, params: AvspeechSourceParams, out_dir: Path, ledger: Ledger, limiter: RateLimiter,
+               sleep: Callable[[float], None], now: Callable[[], datetime], tally: _Tally, in_a_row: int) -> int:
+    """One segment: skipped, fetched or failed, recorded in the ledger and the tally; → service failures in a row."""
+    entry = ledger.get(segment.sample_id)
+    if _skip(entry, out_dir, now(), tally):
+        return in_a_row
+    if tally.stopped_early:
+        tally.not_tried += 1
+        return in_a_row
+    tries, failure = fetch_with_retries(segment, out_dir / _clip_rel(segment), params, limiter, sleep)
+    attempts = (entry.attempts if entry else 0) + tries
+    if failure is None:
+        ledger.mark_done(segment, _clip_rel(segment), attempts)
+        tally.fetched_now += 1
+        return 0
+    wait = max(params.retry_after_hours * 3600, failure.retry_after_s or 0.0)
+    ledger.mark_failed(segment, failure, attempts, None if failure.permanent else now() + timedelta(seconds=wait))
+    in_a_row = in_a_row + 1 if failure.reason in _SERVICE_REASONS else 0
+    if in_a_row >= _MAX_SERVICE_FAILURES_IN_A_ROW:
+        tally.stopped_early = (f"{in_a_row} segments in a row failed with {failure.reason}: the service is "
+                               "unreachable or rate-limiting us; the rest is left for a later run")
+    return in_a_row
 
 
 def _summary(segments: list[Segment], rejected: pd.DataFrame, ledger: Ledger, tally: _Tally,

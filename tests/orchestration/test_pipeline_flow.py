@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from s2f.orchestration.local import ControlPlane, defaults
+from s2f.orchestration.local import ControlPlane, defaults, stage_progress
 from tests.s3_server import TEST_CREDENTIALS, free_port
 from tests.tiny_repo import make_tiny_repo, run, tool_env
 
@@ -88,6 +88,21 @@ def test_pipeline_deployment_completes_through_both_pools(plane, pipeline_run):
         assert flow_run["work_pool_name"] == ("gpu" if name.startswith("train_") else "cpu"), name
     limits = _api(plane, "/v2/concurrency_limits/filter", {})
     assert [(lim["name"], lim["limit"]) for lim in limits] == [("gpu", 1)]
+
+
+def test_a_stage_logs_its_lines_as_they_come_and_progress_counts_the_stages(plane, pipeline_run):
+    """What a person watching the flow run sees: the stage's own lines, each a log record of its own, written
+    before the stage's publishing step (not one block after it); and `make orchestrate`'s progress line."""
+    assert pipeline_run.returncode == 0
+    run = _stage_runs(plane)["train_encoder"]
+    logs = _api(plane, "/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}, "limit": 500,
+                                        "sort": "TIMESTAMP_ASC"})
+    messages = [log["message"] for log in logs]
+    final = next(i for i, m in enumerate(messages) if m.startswith("train_encoder: final loss"))
+    ran = next(i for i, m in enumerate(messages) if m.startswith("Running stage 'train_encoder'"))
+    published = next(i for i, m in enumerate(messages) if "dvc push" in m or "pushed" in m.lower())
+    assert ran < final < published
+    assert stage_progress(plane.api_url, 0).startswith("14 stages done")
 
 
 def test_partitions_ran_side_by_side_on_two_workers_then_were_merged(plane, pipeline_run):
