@@ -9,8 +9,8 @@ from __future__ import annotations
 
 WIDTH = 100
 VOICES = {"6s": "6 s", "3s_repeated": "3 s→6"}
-NEXT_STEPS = ("reports/face_grid.png (a column per family) · reports/metrics.json (every metric) · "
-              "dvc plots show · make mlflow-ui")
+NEXT_STEPS = ("reports/face_grid.png (a column per family) · reports/plots/*.png · "
+              "reports/metrics.json (every metric) · make mlflow-ui")
 
 
 def _get(tree: dict, *keys: str) -> float | None:
@@ -38,6 +38,35 @@ def _rows(report: dict) -> list[tuple[str, str, dict]]:
     rows += [(family, "face", section) for family, section in report.items()
              if family not in ("speech2face", "ridge") and isinstance(section, dict) and "retrieval" in section]
     return rows
+
+
+def _model_key(model: str, scored: str) -> str:
+    return f"{model}_image" if model == "speech2face" and scored == "face" else model
+
+
+def headline(report: dict) -> dict:
+    """The few numbers worth a column in `dvc metrics show` / `dvc exp show` (reports/headline.json): per model,
+    R@1 and R@10 at 6 s, R@10 at 3 s, 1:2 matching and faces found where measured, and what chance scores.
+    Numbers only (DVC's metrics are numbers); every other value stays in reports/metrics.json."""
+    out, chance = {}, None
+    for model, scored, section in _rows(report):
+        values = {"r1_6s": _get(section, "retrieval", "6s", "recall_at_1"),
+                  "r10_6s": _get(section, "retrieval", "6s", "recall_at_10"),
+                  "r10_3s": _get(section, "retrieval", "3s_repeated", "recall_at_10"),
+                  "match_6s": _get(section, "matching", "6s", "accuracy"),
+                  "faces_found": _get(section, "images", "detection_ratio")}
+        out[_model_key(model, scored)] = {k: round(v, 4) for k, v in values.items() if v is not None}
+        if chance is None and _get(section, "retrieval", "6s", "chance_at_1") is not None:
+            chance = {name: round(_get(section, "retrieval", "6s", key), 4)   # R@10 only when the gallery has 10
+                      for name, key in (("r1", "chance_at_1"), ("r10", "chance_at_10"))
+                      if _get(section, "retrieval", "6s", key) is not None}
+    return out | ({"chance": chance} if chance else {})
+
+
+def retrieval_sections(report: dict) -> list[tuple[str, dict]]:
+    """(model, its retrieval section keyed by voice length) for the retrieval plot, in the table's order."""
+    return [(_model_key(model, scored), section["retrieval"]) for model, scored, section in _rows(report)
+            if isinstance(section.get("retrieval"), dict)]
 
 
 def summary_table(report: dict) -> str:

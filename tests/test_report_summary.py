@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from s2f.report_summary import WIDTH, summary_table
+from s2f.report_summary import WIDTH, headline, summary_table
 from tests.conftest import ROOT
 
 REPORT = json.loads((ROOT / "reports/metrics.json").read_text())  # what the committed dvc.lock's evaluate wrote
@@ -29,6 +29,17 @@ def test_every_family_at_both_voice_lengths_with_its_numbers():
         assert _row(text, family, "feature" if family == "ridge" else "face", "6 s")
     assert _row(text, "wav2pix", "face", "6 s")[-1] == f"{REPORT['wav2pix']['images']['detection_ratio']:.2f}"
     assert f"chance: R@1 {six['chance_at_1']:.3f}, R@10 {six['chance_at_10']:.3f}" in text
+
+
+def test_the_headline_holds_a_few_numbers_per_family_and_chance():
+    numbers = headline(REPORT)
+    assert set(numbers) == {"speech2face", "speech2face_image", "ridge", "wen2019", "wav2pix", "chance"}
+    assert numbers["speech2face"]["r1_6s"] == round(REPORT["speech2face"]["retrieval"]["6s"]["recall_at_1"], 4)
+    assert numbers["speech2face_image"]["faces_found"] == REPORT["speech2face"]["decoded"]["images"]["detection_ratio"]
+    assert "match_6s" not in numbers["ridge"]  # a feature is not a face: nothing to match or detect
+    assert list(numbers)[-1] == "chance"
+    leaves = [v for section in numbers.values() for v in section.values()]
+    assert all(isinstance(v, float) for v in leaves) and len(leaves) <= 25  # a table `dvc metrics show` can show
 
 
 def test_a_missing_metric_shows_a_dash_not_a_crash():

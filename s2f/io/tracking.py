@@ -64,6 +64,48 @@ def git_commit() -> str:
         return "unknown"
 
 
+# what decides a result: a change here that is not committed makes the run's commit a lie (dvc.lock and reports/,
+# which the pipeline itself rewrites during a pass, are left out so that every stage of a pass agrees)
+RESULT_SOURCES = ("s2f", "flows", "params.yaml", "dvc.yaml", "pyproject.toml", "requirements.lock")
+
+
+def git_dirty() -> str:
+    """"true" when the code or params that decide a result differ from the commit, "false", or "unknown"."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *RESULT_SOURCES],
+                             capture_output=True, text=True, timeout=10)
+    except OSError:
+        return "unknown"
+    return "unknown" if out.returncode != 0 else str(bool(out.stdout.strip())).lower()
+
+
+def pipeline_pass() -> str:
+    """The name every stage run of one pipeline pass shares (tag `pipeline_pass`, and in each run's name), so that
+    three passes give three groups of runs, not ten runs of repeated names: `S2F_PIPELINE_PASS` when set, the DVC
+    experiment under `dvc exp run` (DVC_EXP_NAME), else the commit, `+dirty` when uncommitted, and a digest of
+    params.yaml: one state of the project, which is what one `dvc repro` runs."""
+    named = os.environ.get("S2F_PIPELINE_PASS") or os.environ.get("DVC_EXP_NAME")
+    if named:
+        return named
+    import hashlib
+
+    params = Path("params.yaml")
+    digest = hashlib.sha256(params.read_bytes()).hexdigest()[:6] if params.is_file() else "none"
+    return f"{git_commit()[:8]}{'+dirty' if git_dirty() == 'true' else ''}-p{digest}"
+
+
+def dvc_digest(out_path: str, lock: Path = Path("dvc.lock")) -> str | None:
+    """The DVC hash (md5) that dvc.lock records for the output `out_path`, or None outside a DVC pipeline."""
+    import yaml
+
+    try:
+        stages = yaml.safe_load(lock.read_text()).get("stages", {})
+    except (OSError, AttributeError, yaml.YAMLError):
+        return None
+    return next((out.get("md5") for stage in stages.values() for out in stage.get("outs", [])
+                 if out.get("path") == out_path), None)
+
+
 def artifact_location() -> str | None:
     """Where a new experiment's artifacts go (see the module docstring); None lets the tracking server decide."""
     if os.environ.get("S2F_ARTIFACT_URI"):
@@ -144,10 +186,13 @@ class _Call:
     metrics: list = field(default_factory=list)
     params: list = field(default_factory=list)
     artifact: tuple[str, str | None] | None = None
+    inputs: list = field(default_factory=list)    # mlflow.entities.DatasetInput
 
     def send(self, client, run_id: str) -> None:
         if self.artifact is not None:
             client.log_artifact(run_id, *self.artifact)
+        elif self.inputs:
+            client.log_inputs(run_id, datasets=self.inputs)
         else:
             client.log_batch(run_id, metrics=self.metrics, params=self.params, synchronous=True)
 
@@ -194,6 +239,18 @@ class TrackedRun:
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._submit(_Call(artifact=(str(path), artifact_path)))
+
+    def log_dataset(self, frame, name: str, source: str, context: str = "training") -> None:
+        """The rows a stage trained or evaluated on (its manifest table) as an MLflow dataset input, digested by the
+        DVC hash of `source` when dvc.lock has it (so a run names the very data version DVC restores)."""
+        import mlflow
+        from mlflow.entities import DatasetInput, InputTag
+
+        digest = dvc_digest(source)
+        dataset = mlflow.data.from_pandas(frame, source=source, name=name,
+                                          digest=digest.removesuffix(".dir") if digest else None)
+        self._submit(_Call(inputs=[DatasetInput(dataset._to_mlflow_entity(),
+                                                tags=[InputTag("mlflow.data.context", context)])]))
 
     def log_model_files(self, weights: Path) -> None:
         """Log a saved model (weights and its JSON config) under the run's `model/` artifacts."""
@@ -291,10 +348,11 @@ class TrackedRun:
     def _merge_head(self) -> None:
         """Fold the metric-only calls at the head of the queue into one request of up to METRICS_PER_REQUEST."""
         head = self._pending[0]
-        if head.artifact is not None or head.params:
+        if head.artifact is not None or head.params or head.inputs:
             return
         n = 1
         while (n < len(self._pending) and not self._pending[n].params and self._pending[n].artifact is None
+               and not self._pending[n].inputs
                and len(head.metrics) + len(self._pending[n].metrics) <= METRICS_PER_REQUEST):
             head.metrics = head.metrics + self._pending[n].metrics
             n += 1
@@ -356,8 +414,10 @@ def _end_status(err: BaseException) -> str:
     return "FAILED"
 
 
-def _open_run(stage: str):
-    """Start the stage's run, or end the stage with one line naming the tracker and why it cannot be used."""
+def _open_run(stage: str, system_metrics: bool = False):
+    """Start the stage's run (named `STAGE PASS`, tagged with its stage, pass, commit and whether the tree was
+    dirty; with `system_metrics`, MLflow samples CPU, memory and GPU use while it runs), or end the stage with one
+    line naming the tracker and why it cannot be used."""
     import mlflow
 
     uri = tracking_uri()
@@ -365,7 +425,10 @@ def _open_run(stage: str):
     if reason is None:
         try:
             use_experiment()
-            return mlflow.start_run(run_name=stage, tags={"stage": stage, "git_commit": git_commit()})
+            group = pipeline_pass()
+            return mlflow.start_run(run_name=f"{stage} {group}", log_system_metrics=system_metrics,
+                                    tags={"stage": stage, "pipeline_pass": group, "git_commit": git_commit(),
+                                          "git_dirty": git_dirty()})
         except Exception as err:  # noqa: BLE001 - reported as one line below
             reason = _reason(err)
     raise SystemExit(f"error: {stage}: the MLflow tracker at {uri} cannot be used ({reason}); start it, or set "
@@ -373,11 +436,11 @@ def _open_run(stage: str):
 
 
 @contextmanager
-def stage_run(stage: str, params: dict) -> Iterator[TrackedRun]:
-    """An MLflow run named after the stage, with its params section logged and the git commit tagged, ended
-    FINISHED, FAILED or KILLED (see the module docstring for what happens when the tracker is away)."""
+def stage_run(stage: str, params: dict, system_metrics: bool = False) -> Iterator[TrackedRun]:
+    """An MLflow run named after the stage and its pipeline pass, with its params section logged and the git commit
+    tagged, ended FINISHED, FAILED or KILLED (see the module docstring for what happens when the tracker is away)."""
     with bounded_http_client(), _sigterm_unwinds():
-        run = TrackedRun(_open_run(stage), tracking_uri())
+        run = TrackedRun(_open_run(stage, system_metrics), tracking_uri())
         try:
             run.log_params(params)
             yield run
@@ -389,26 +452,42 @@ def stage_run(stage: str, params: dict) -> Iterator[TrackedRun]:
 
 @contextmanager
 def main_process_run(stage: str, params: dict, is_main: bool) -> Iterator[TrackedRun | None]:
-    """`stage_run` on the main process of a distributed job; the other ranks log nothing."""
+    """`stage_run` of a training stage (system metrics sampled) on the main process of a distributed job; the other
+    ranks log nothing."""
     if not is_main:
         yield None
         return
-    with stage_run(stage, params) as run:
+    with stage_run(stage, params, system_metrics=True) as run:
         yield run
 
 
 class EpochCurve:
-    """The per-epoch callback the training loops take: keeps the rows (for the DVC plot) and logs them to `run`."""
+    """The per-epoch callback the training loops take: keeps the rows (for the DVC plot), logs them to `run` and,
+    given a `label` and the run's `epochs`, shows a person the progress (`s2f.progress`: a bar on a terminal, a
+    line at most every 15 s in a log) with the epoch's total loss and validation R@1."""
 
-    def __init__(self, run: TrackedRun | None = None, prefix: str = "") -> None:
+    SHOWN = {"loss_total": "loss", "loss_g_total": "G", "loss_d_total": "D", "val_recall_at_1": "val R@1"}
+
+    def __init__(self, run: TrackedRun | None = None, prefix: str = "", label: str | None = None,
+                 epochs: int | None = None) -> None:
         self.rows: list[dict] = []
         self.run = run
         self.prefix = prefix
+        self.progress = None
+        if label is not None:
+            from s2f.progress import Progress
+
+            self.progress = Progress(label, epochs, unit="epochs", every=15.0)
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         self.rows.append({"epoch": epoch, **metrics})
         if self.run is not None:
             self.run.log_metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step=epoch)
+        if self.progress is not None:  # epochs count from 0; a resumed run starts past the first
+            shown = {name: float(metrics[key]) for key, name in self.SHOWN.items() if key in metrics}
+            self.progress.update(epoch + 1 - self.progress.done, **shown)
+            if self.progress.total is not None and epoch + 1 >= self.progress.total:
+                self.progress.close()
 
     @property
     def last(self) -> dict[str, float]:

@@ -13,9 +13,20 @@ for _var, _value in {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "G
     os.environ.setdefault(_var, _value)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's "(default: …)" only where there is a default to tell: not after a flag that has none, and not
+    after a help text that already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, [], False) or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def stage_parser(doc: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(doc or "").strip().splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params file; only this stage's section is read")
     return parser
 
@@ -54,12 +65,18 @@ def write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
-def write_curve(path: Path, rows: list[dict]) -> None:
-    """Per-epoch metrics as CSV, for `dvc plots`."""
+def write_curve(path: Path, rows: list[dict], title: str | None = None) -> Path | None:
+    """Per-epoch metrics as CSV, for `dvc plots`; with a `title`, also every loss term as a PNG beside it (a
+    picture that needs no network: `s2f.plots`), whose path is returned."""
     import pandas as pd
 
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
+    if title is None:
+        return None
+    from s2f.plots import curve_png
+
+    return curve_png(rows, path.with_suffix(".png"), title)
 
 
 def validate_manifest(manifest, out_dir: Path, report_dir: Path) -> None:

@@ -9,8 +9,11 @@ reports/metrics.json is keyed by family:
   `decoded`: the faces the decoder draws from it, measured as images like the GANs' (`s2f.generated_evaluation`);
 - each GAN family of `train_gan.families` (models/gan/<family>.pt): retrieval and 1:2 matching of the generated
   faces' features, detection ratio and Fréchet distance, identity accuracy on seen speakers' unseen speech.
-Also writes reports/face_grid.png (true face, Speech2Face from 3 s and 6 s, each GAN from 6 s), a per-family
-comparison for `dvc plots` (reports/plots/families.csv), and logs all of it, flattened, to MLflow.
+Also writes reports/headline.json (the few numbers `dvc metrics show` lists: R@1/R@10, matching and faces found
+per family, and chance), reports/face_grid.png (true face, Speech2Face from 3 s and 6 s, each GAN from 6 s), the
+plots as PNG (reports/plots/retrieval.png: R@K for 3 s and 6 s beside chance; reports/plots/families.png: the
+families side by side) and a per-family comparison for `dvc plots` (reports/plots/families.csv), and logs all of
+it, the metrics flattened, to MLflow.
 Reads the `evaluate` section, `preprocess.crop_margin` (where the face sits in a crop), `features.backend` (the
 face-feature network that embeds generated faces) and `train_gan` (the families and the clips they left out).
 """
@@ -32,6 +35,8 @@ from s2f.generated_evaluation import gan_generator, generate_faces, image_metric
 from s2f.io.checkpoints import load_model
 from s2f.io.tracking import stage_run
 from s2f.metrics import feature_distances
+from s2f.plots import families_png, retrieval_png
+from s2f.report_summary import headline, retrieval_sections
 from s2f.split import unseen_speech
 from s2f.stages.common import load_params, run_stage, stage_parser, write_curve, write_json
 from s2f.training.distributed import setup_runtime
@@ -42,14 +47,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"), help="preprocessed shards")
     parser.add_argument("--features", type=Path, default=Path("data/features"), help="face-feature shards and split")
-    parser.add_argument("--encoder", type=Path, default=Path("models/voice_encoder.pt"))
-    parser.add_argument("--decoder", type=Path, default=Path("models/face_decoder.pt"))
+    parser.add_argument("--encoder", type=Path, default=Path("models/voice_encoder.pt"),
+                        help="the trained voice encoder")
+    parser.add_argument("--decoder", type=Path, default=Path("models/face_decoder.pt"),
+                        help="the trained face decoder")
     parser.add_argument("--gan-models", type=Path, default=Path("models/gan"),
                         help="folder of the GAN families' models (<family>.pt), one per train_gan.families")
-    parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
-    parser.add_argument("--grid", type=Path, default=Path("reports/face_grid.png"))
+    parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"),
+                        help="every metric of every family (JSON)")
+    parser.add_argument("--headline", type=Path, default=Path("reports/headline.json"),
+                        help="the headline numbers only: DVC's metrics file")
+    parser.add_argument("--grid", type=Path, default=Path("reports/face_grid.png"),
+                        help="true faces and each family's faces for a few held-out speakers")
     parser.add_argument("--comparison", type=Path, default=Path("reports/plots/families.csv"),
-                        help="one row per family: the numbers `dvc plots` compares")
+                        help="one row per family: the numbers `dvc plots` compares; its PNG and retrieval.png go "
+                             "beside it")
     args = parser.parse_args(argv)
     params: EvaluateParams = load_params("evaluate", args.params)
     margin = load_params("preprocess", args.params).crop_margin
@@ -87,10 +99,15 @@ def main(argv: list[str] | None = None) -> None:
     args.grid.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.grid)
     write_json(args.metrics, report)
-    write_curve(args.comparison, comparison_rows(report))
+    write_json(args.headline, headline(report))
+    rows = comparison_rows(report)
+    write_curve(args.comparison, rows)
+    pngs = [retrieval_png(retrieval_sections(report), args.comparison.with_name("retrieval.png")),
+            families_png(rows, args.comparison.with_suffix(".png"))]
     with stage_run("evaluate", params.model_dump()) as run:  # guarded: a tracker outage costs a warning, not the stage
+        run.log_dataset(test.manifest, "test", "data/features", context="evaluation")
         run.log_metrics(flatten_metrics(report))
-        for path in (args.grid, args.metrics, args.comparison):
+        for path in (args.grid, args.metrics, args.headline, args.comparison, *pngs):
             run.log_artifact(path)
     for row in comparison_rows(report):
         print("evaluate: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
@@ -117,7 +134,7 @@ def comparison_rows(report: dict) -> list[dict]:
                 continue
             six = part["retrieval"]["6s"]
             rows.append({"family": name, "recall_at_1": six.get("recall_at_1"), "recall_at_10": six.get("recall_at_10"),
-                         "chance_at_10": six.get("chance_at_10"),
+                         "chance_at_1": six.get("chance_at_1"), "chance_at_10": six.get("chance_at_10"),
                          "matching": part.get("matching", {}).get("6s", {}).get("accuracy"),
                          "detection_ratio": part.get("images", {}).get("detection_ratio")})
     return rows

@@ -22,11 +22,16 @@ from s2f.training.distributed import setup_runtime, teardown_runtime
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"))
-    parser.add_argument("--features", type=Path, default=Path("data/features"))
-    parser.add_argument("--model", type=Path, default=Path("models/face_decoder.pt"))
-    parser.add_argument("--metrics", type=Path, default=Path("reports/train_decoder.json"))
-    parser.add_argument("--curve", type=Path, default=Path("reports/plots/train_decoder.csv"))
+    parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"),
+                        help="preprocessed sample shards (the face crops)")
+    parser.add_argument("--features", type=Path, default=Path("data/features"),
+                        help="face-feature shards and the speaker split")
+    parser.add_argument("--model", type=Path, default=Path("models/face_decoder.pt"),
+                        help="the trained face decoder (weights; its JSON config is written beside it)")
+    parser.add_argument("--metrics", type=Path, default=Path("reports/train_decoder.json"),
+                        help="the last epoch's loss terms (a DVC metrics file)")
+    parser.add_argument("--curve", type=Path, default=Path("reports/plots/train_decoder.csv"),
+                        help="per-epoch loss terms as CSV, with a PNG of them beside it")
     parser.add_argument("--checkpoint", type=Path, default=Path("data/interim/checkpoints/train_decoder.pt"),
                         help="resumed from when it matches these params and data")
     args = parser.parse_args(argv)
@@ -36,17 +41,21 @@ def main(argv: list[str] | None = None) -> None:
     with main_process_run("train_decoder", params.model_dump(), runtime.is_main) as run:
         data = load_split(args.pre, args.features, "train", audio=False, faces=True, landmarks=True).for_training(
             params.loop.in_memory_mb)
+        if run is not None:
+            run.log_dataset(data.manifest, "train", "data/features")
         targets = decoder_targets(data.embedding, data.face, data.landmarks, params.image_size)
-        curve, proxy_curve = EpochCurve(run), EpochCurve(run, prefix="proxy_")
+        curve = EpochCurve(run, label="train_decoder", epochs=params.epochs)
+        proxy_curve = EpochCurve(run, prefix="proxy_", label="train_decoder: identity proxy",
+                                 epochs=params.proxy.epochs)
         proxy = train_proxy(targets, params, runtime, proxy_curve) if params.loss.identity > 0 else None
         model = train_decoder(targets, proxy, params, runtime, curve, args.checkpoint)
         if run is not None:  # the main process
             save_model(model, args.model, {"trained_on_samples": len(data.embedding)})
             run.log_model_files(args.model)
+            run.log_artifact(write_curve(args.curve, curve.rows, "train_decoder: loss terms per epoch"), "plots")
     teardown_runtime(runtime)
     if not runtime.is_main:
         return
-    write_curve(args.curve, curve.rows)
     last = curve.last
     write_json(args.metrics, {"train_" + k.removeprefix("loss_"): v for k, v in last.items() if k.startswith("loss_")}
                | {"samples": len(data.embedding), "proxy_cosine": 1 - proxy_curve.last["loss_total"] if proxy else None})

@@ -26,12 +26,18 @@ from s2f.training.encoder import train_encoder
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"))
-    parser.add_argument("--features", type=Path, default=Path("data/features"))
-    parser.add_argument("--decoder", type=Path, default=Path("models/face_decoder.pt"))
-    parser.add_argument("--model", type=Path, default=Path("models/voice_encoder.pt"))
-    parser.add_argument("--metrics", type=Path, default=Path("reports/train_encoder.json"))
-    parser.add_argument("--curve", type=Path, default=Path("reports/plots/train_encoder.csv"))
+    parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"),
+                        help="preprocessed sample shards (the audio)")
+    parser.add_argument("--features", type=Path, default=Path("data/features"),
+                        help="face-feature shards, the speaker split and the identity head")
+    parser.add_argument("--decoder", type=Path, default=Path("models/face_decoder.pt"),
+                        help="the trained face decoder: the loss's first layer comes from it")
+    parser.add_argument("--model", type=Path, default=Path("models/voice_encoder.pt"),
+                        help="the trained voice encoder (weights; its JSON config is written beside it)")
+    parser.add_argument("--metrics", type=Path, default=Path("reports/train_encoder.json"),
+                        help="the loss weights, the kept epoch and its validation scores (a DVC metrics file)")
+    parser.add_argument("--curve", type=Path, default=Path("reports/plots/train_encoder.csv"),
+                        help="per-epoch training and validation terms as CSV, with a PNG of them beside it")
     parser.add_argument("--checkpoint", type=Path, default=Path("data/interim/checkpoints/train_encoder.pt"),
                         help="resumed from when it matches these params and data")
     args = parser.parse_args(argv)
@@ -40,6 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     # the run opens first: a tracker that does not answer ends the stage before the data is loaded
     with main_process_run("train_encoder", params.model_dump(), runtime.is_main) as run:
         data = load_split(args.pre, args.features, "train", audio=True).for_training(params.loop.in_memory_mb)
+        if run is not None:
+            run.log_dataset(data.manifest, "train", "data/features")
         if problem := clip_length_problem("train_encoder.crop_seconds", params.crop_seconds,
                                           data.audio.shape[1] / SAMPLE_RATE, args.params):
             raise SystemExit(f"error: {problem}")
@@ -50,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         head_path = args.features / "identity_head.pt"
         distills = params.loss.distill > 0 or params.loss.mode(backend) == "paper"
         head = load_identity_head(head_path) if distills or head_path.is_file() else None
-        curve = EpochCurve(run)
+        curve = EpochCurve(run, label="train_encoder", epochs=params.epochs)
         trained = train_encoder(data.audio, data.embedding, decoder.first, head, params, runtime, curve,
                                 args.checkpoint, speakers=data.speakers, backend=backend)
         summary = trained.summary()
@@ -59,10 +67,11 @@ def main(argv: list[str] | None = None) -> None:
             save_model(trained.model, args.model, {"trained_on_samples": trained.train_samples,
                                                    "preset": params.model.preset, "kept_epoch": trained.kept_epoch})
             run.log_model_files(args.model)
+            run.log_artifact(write_curve(args.curve, curve.rows, "train_encoder: loss terms (training, validation) "
+                                                                  "and validation retrieval per epoch"), "plots")
     teardown_runtime(runtime)
     if not runtime.is_main:
         return
-    write_curve(args.curve, curve.rows)
     write_json(args.metrics, curve.last | summary | {"samples": len(data.audio), "processes": runtime.world_size})
     kept = f"; kept epoch {trained.kept_epoch}" + (f", validation R@1 {summary['kept_val_recall_at_1']:.3f}"
                                                    if "kept_val_recall_at_1" in summary else "")

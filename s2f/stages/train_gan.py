@@ -50,10 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     with main_process_run(f"train_gan@{family}", params.model_dump(), runtime.is_main) as run:
         data = load_split(args.pre, args.features, "train", audio=True, faces=True).for_training(
             params.loop.in_memory_mb)
+        if run is not None:
+            run.log_dataset(data.manifest, "train", "data/features")
         held = unseen_speech(data.manifest, params.unseen_speech_per_speaker)
         labels, speaker_ids = dense_labels(data.speakers)
         faces = shrink_faces(data.face, image_size(family, params))
-        curve = EpochCurve(run)
+        curve = EpochCurve(run, label=f"train_gan@{family}", epochs=getattr(params, family).epochs)
         grid = SampleGrid(run, data.audio[held], faces[held], data.speakers[held],
                           Path(f"data/interim/train_gan/{family}/samples"))
         model = train_gan(family, data.audio[~held], faces[~held], labels[~held], params, runtime, curve,
@@ -62,10 +64,11 @@ def main(argv: list[str] | None = None) -> None:
             save_model(model, model_path, {"family": family, "trained_on_samples": int((~held).sum()),
                                            "speakers": len(speaker_ids)})
             run.log_model_files(model_path)
+            run.log_artifact(write_curve(args.curve or Path(f"reports/plots/train_gan_{family}.csv"), curve.rows,
+                                         f"train_gan@{family}: D and G loss terms per epoch"), "plots")
     teardown_runtime(runtime)
     if not runtime.is_main:
         return
-    write_curve(args.curve or Path(f"reports/plots/train_gan_{family}.csv"), curve.rows)
     write_json(metrics_path,
                curve.last | {"samples": int((~held).sum()), "unseen_speech_samples": int(held.sum()),
                              "processes": runtime.world_size})

@@ -16,7 +16,8 @@ from tests.tiny_repo import make_tiny_repo, run, tool_env
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     repo = make_tiny_repo(tmp_path_factory.mktemp("s2f-repo"))
-    run([sys.executable, "-m", "dvc", "repro"], repo)
+    # system metrics sampled every second (MLflow's default is 10 s, longer than a tiny training stage)
+    run([sys.executable, "-m", "dvc", "repro"], repo, env=tool_env() | {"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"})
     (repo.parent / "first-dvc.lock").write_text((repo / "dvc.lock").read_text())  # before later tests change params
     return repo
 
@@ -58,12 +59,39 @@ def test_repro_runs_every_stage_and_writes_the_reports(repo):
         assert report[family]["unseen_speech"]["classes"] == 3  # one clip of each of the 3 training speakers
     comparison = (repo / "reports/plots/families.csv").read_text().splitlines()
     assert comparison[0].startswith("family,") and len(comparison) == 1 + 5  # s2f feature + image, ridge, 2 GANs
+    headline = json.loads((repo / "reports/headline.json").read_text())
+    assert set(headline) == {"speech2face", "speech2face_image", "ridge", "wen2019", "wav2pix", "chance"}
+    assert headline["wav2pix"]["r1_6s"] == pytest.approx(report["wav2pix"]["retrieval"]["6s"]["recall_at_1"],
+                                                          abs=1e-4)
+    assert headline["chance"] == {"r1": pytest.approx(1 / 3, abs=1e-4)}  # galleries of 3: no R@10 to report
     assert (repo / "data/features/identity_head.pt").is_file()
     assert (repo / "reports/face_grid.png").stat().st_size > 0
     assert (repo / "models/gan/wen2019.pt").is_file() and (repo / "models/gan/wav2pix.json").is_file()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"download@0", "collect", "preprocess@0", "features@0", "gather", "train_decoder",
                                    "train_encoder", "train_gan@wen2019", "train_gan@wav2pix", "evaluate", "register"}
+
+
+def test_dvc_lists_only_numbers_as_metrics_and_the_plots_as_images(repo):
+    """`dvc metrics show` is a table a terminal can show: the headline file and the stages' small summaries, with
+    no text values; every plot has a PNG that needs no network, for every family."""
+    from PIL import Image
+
+    shown = json.loads(run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo).stdout)
+    files = shown[""]["data"] if "" in shown else next(iter(shown.values()))["data"]
+    assert "reports/headline.json" in files and "reports/metrics.json" not in files
+
+    def leaves(tree):
+        for value in tree.values():
+            yield from leaves(value) if isinstance(value, dict) else [value]
+    values = [v for entry in files.values() for v in leaves(entry.get("data", {}))]
+    assert values and not [v for v in values if isinstance(v, str)]
+    images = json.loads(run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo).stdout)["data"]
+    for name in ("retrieval", "families", "train_decoder", "train_encoder", "train_gan_wen2019", "train_gan_wav2pix"):
+        path = f"reports/plots/{name}.png"
+        assert path in images, f"{path} is not a DVC plot"
+        with Image.open(repo / path) as image:
+            assert image.format == "PNG" and image.width >= 400
 
 
 def test_training_and_evaluation_are_in_the_mlflow_store(repo):
@@ -90,6 +118,33 @@ def test_training_and_evaluation_are_in_the_mlflow_store(repo):
         assert client.get_metric_history(by_stage["train_decoder"].info.run_id, term), term
     encoder_files = {f.path for f in client.list_artifacts(by_stage["train_encoder"].info.run_id, "model")}
     assert encoder_files == {"model/voice_encoder.pt", "model/voice_encoder.json"}
+    for stage, png in (("train_encoder", "train_encoder"), ("train_decoder", "train_decoder"),
+                       ("train_gan@wen2019", "train_gan_wen2019")):
+        assert f"plots/{png}.png" in {f.path for f in client.list_artifacts(by_stage[stage].info.run_id, "plots")}
+    evaluated = {f.path for f in client.list_artifacts(by_stage["evaluate"].info.run_id)}
+    assert {"retrieval.png", "families.png", "headline.json"} <= evaluated
+
+
+def test_the_runs_of_one_pass_are_grouped_and_say_what_they_ran_on(repo):
+    """One tag and one name suffix for every stage run of a `dvc repro`; the commit, whether it was dirty, the data
+    as MLflow datasets digested by DVC's hash, and system metrics sampled while training."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{repo / 'mlruns.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("speech2face").experiment_id])
+    passes = {r.data.tags["pipeline_pass"] for r in runs}
+    assert len(passes) == 1
+    group = passes.pop()
+    assert {r.info.run_name for r in runs} == {f"{r.data.tags['stage']} {group}" for r in runs}
+    assert all(r.data.tags["git_dirty"] == "false" for r in runs)  # the tiny repo is a clean commit
+    lock = yaml.safe_load((repo.parent / "first-dvc.lock").read_text())["stages"]
+    features = next(o["md5"] for o in lock["gather"]["outs"] if o["path"] == "data/features").removesuffix(".dir")
+    by_stage = {r.data.tags["stage"]: r for r in runs}
+    for stage, name in (("train_encoder", "train"), ("train_gan@wav2pix", "train"), ("evaluate", "test")):
+        inputs = client.get_run(by_stage[stage].info.run_id).inputs.dataset_inputs
+        assert [(i.dataset.name, i.dataset.digest) for i in inputs] == [(name, features)], stage
+    history = client.get_metric_history(by_stage["train_encoder"].info.run_id, "system/cpu_utilization_percentage")
+    assert history, "no system metrics in the training run"
 
 
 def test_register_makes_tagged_challengers_of_every_model(repo):
