@@ -19,7 +19,8 @@ from s2f.stages.common import load_params, stage_parser, validate_manifest
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--parts", type=Path, default=Path("data/parts/raw"), help="download@K wrote PARTS/K")
-    parser.add_argument("--out", type=Path, default=Path("data/raw"))
+    parser.add_argument("--out", type=Path, default=Path("data/raw"),
+                        help="the merged corpus: clips of every download partition and one manifest.csv")
     parser.add_argument("--work", type=Path, default=Path("data/interim/download"),
                         help="GX's full validation result goes to WORK/gx/")
     args = parser.parse_args(argv)

@@ -20,7 +20,8 @@ from s2f.stages.common import load_params, stage_parser, validate_manifest
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--out", type=Path, default=Path("data/raw"))
+    parser.add_argument("--out", type=Path, default=Path("data/raw"),
+                        help="this download's clips and manifest.csv (a partition's own folder under --partition)")
     parser.add_argument("--work", type=Path, default=Path("data/interim/download"),
                         help="AVSpeech's ledger and clips survive here between runs (DVC empties OUT first); "
                         "GX's full validation result goes to WORK/gx/")

@@ -19,8 +19,10 @@ from s2f.stages.common import load_params, run_stage, stage_parser
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"))
-    parser.add_argument("--out", type=Path, default=Path("data/features"))
+    parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"),
+                        help="preprocessed sample shards")
+    parser.add_argument("--out", type=Path, default=Path("data/features"),
+                        help="face-feature and landmark shards (a partition's part under --partition)")
     parser.add_argument("--work", type=Path, default=Path("data/interim/features"),
                         help="finished shards, their records, GX results and Data Docs survive here between runs "
                              "(DVC empties OUT before the stage runs); one folder per partition")

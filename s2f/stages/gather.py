@@ -22,9 +22,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="preprocess@K wrote PRE_PARTS/K")
     parser.add_argument("--feature-parts", type=Path, default=Path("data/parts/features"),
                         help="features@K wrote FEATURE_PARTS/K")
-    parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"))
-    parser.add_argument("--features", type=Path, default=Path("data/features"))
-    parser.add_argument("--summary", type=Path, default=Path("reports/preprocess.json"))
+    parser.add_argument("--pre", type=Path, default=Path("data/preprocessed"),
+                        help="where the preprocessed partitions are gathered (input parts: data/parts/preprocessed/K)")
+    parser.add_argument("--features", type=Path, default=Path("data/features"),
+                        help="where the feature partitions are gathered, with the speaker split and identity head")
+    parser.add_argument("--summary", type=Path, default=Path("reports/preprocess.json"),
+                        help="accepted and rejected counts over every partition (a DVC metrics file)")
     args = parser.parse_args(argv)
     pre: PreprocessParams = load_params("preprocess", args.params)
     feat: FeaturesParams = load_params("features", args.params)

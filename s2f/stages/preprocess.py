@@ -20,15 +20,18 @@ from s2f.stages.common import load_params, run_stage, stage_parser, write_json
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--raw", type=Path, default=Path("data/raw"))
-    parser.add_argument("--out", type=Path, default=Path("data/preprocessed"))
+    parser.add_argument("--raw", type=Path, default=Path("data/raw"),
+                        help="the downloaded corpus: manifest.csv and its clips")
+    parser.add_argument("--out", type=Path, default=Path("data/preprocessed"),
+                        help="validated sample shards, manifest.parquet and quarantine.csv")
     parser.add_argument("--work", type=Path, default=Path("data/interim/preprocess"),
                         help="finished shards survive here between runs (DVC empties OUT before the stage runs); "
                              "partitions may share it")
     parser.add_argument("--partition", type=int, default=None,
                         help="make only partition K of the `partitions` param (shard k belongs to k mod P); "
                              "OUT is then a part that `gather` merges, and --summary is not written")
-    parser.add_argument("--summary", type=Path, default=Path("reports/preprocess.json"))
+    parser.add_argument("--summary", type=Path, default=Path("reports/preprocess.json"),
+                        help="accepted and rejected counts (a DVC metrics file)")
     args = parser.parse_args(argv)
     params: PreprocessParams = load_params("preprocess", args.params)
     manifest = read_clip_manifest(args.raw / "manifest.csv")

@@ -11,11 +11,12 @@ import json
 from pathlib import Path
 
 from s2f.report_summary import summary_table
+from s2f.stages.common import DefaultsHelpFormatter
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="s2f summary", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"),
                         help="the evaluation report `dvc repro` (the evaluate stage) writes")
     args = parser.parse_args(argv)

@@ -11,11 +11,12 @@ import argparse
 from pathlib import Path
 
 from s2f.preprocess import finish_pending_uploads, pending_uploads
+from s2f.stages.common import DefaultsHelpFormatter
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="s2f upload-pending", description=__doc__.strip().splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=DefaultsHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("data/interim/preprocess"),
                         help="the stage's work folder, which holds pending_uploads.json and the shards")
     args = parser.parse_args(argv)
