@@ -5,7 +5,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo test bench bench-preprocess bench-training bench-scale bench-orchestration orchestrate orchestrate-down mlflow-ui lock clean
+.PHONY: setup demo serve test bench bench-preprocess bench-training bench-scale bench-orchestration orchestrate orchestrate-down mlflow-ui lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,7 +14,11 @@ demo: setup          ## set up, then run the whole pipeline on the offline demo 
 	dvc repro
 	@echo; s2f summary
 
-test: setup          ## set up, then run the test suite
+serve: setup         ## the voice → face web page on http://127.0.0.1:8000 (after make demo: the champions)
+	s2f serve
+
+test:                ## set up (with Debian's headless chromium for the web page's test), then run the test suite
+	@S2F_SETUP_BROWSER=1 bash scripts/setup.sh
 	python -m pytest
 
 bench: setup         ## benchmark: dvc repro from a clean clone, retrieval against chance, a no-op repro

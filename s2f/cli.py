@@ -2,7 +2,8 @@
 same code `dvc repro` runs, and the tools: `s2f ingest` (a corpus to validated shards and a summary in one command),
 `s2f model-summary` (a preset voice encoder layer by layer: shapes, parameters, FLOPs), `s2f promote` (the
 registry's challenger to champion through the gate in params.yaml, or `--rollback`), `s2f infer` (voice clips to
-face images with the registry's champion or local weights) and `s2f summary` (the evaluation table, 100 columns)."""
+face images with the registry's champion or local weights), `s2f serve` (a web page: a voice in, each family's face
+out) and `s2f summary` (the evaluation table, 100 columns)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 
 STAGES = ["download", "collect", "preprocess", "features", "gather", "train_decoder", "train_encoder", "train_gan",
           "evaluate", "register"]
-TOOLS = ["ingest", "model_summary", "promote", "infer", "upload_pending", "summary"]
+TOOLS = ["ingest", "model_summary", "promote", "infer", "serve", "upload_pending", "summary"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,8 +22,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=[s.replace("_", "-") for s in STAGES + TOOLS],
                         help="a pipeline stage or a tool: ingest (a whole corpus to shards in one command), "
                              "model-summary (a preset encoder's layers, parameters and FLOPs), promote (challenger → "
-                             "champion through the gate), infer (voice files to face PNGs) or summary (the evaluation "
-                             "table); its own options follow "
+                             "champion through the gate), infer (voice or video files to face PNGs), serve (the "
+                             "voice → face web page) or summary (the evaluation table); its own options follow "
                              "(s2f COMMAND --help)")
     if argv and not argv[0].startswith("-"):  # `s2f train_decoder` (the stage's name) and `s2f train-decoder`
         argv[0] = argv[0].replace("_", "-")

@@ -54,6 +54,50 @@ class AudioInputError(ValueError):
 
 def decode_audio(data: bytes, name: str = "input", max_seconds: float = MAX_SECONDS,
                  min_seconds: float = MIN_SECONDS) -> np.ndarray:
+    """A voice clip → float32 mono 16 kHz: an audio file (`decode_sound_file`), or else the first audio stream of a
+    video or other media container (MP4, MKV, WebM, MOV, M4A, ...) through the bundled ffmpeg (`decode_with_ffmpeg`).
+    What neither reads is `not_audio`."""
+    try:
+        return decode_sound_file(data, name, max_seconds, min_seconds)
+    except AudioInputError as err:
+        if err.reason != "not_audio":
+            raise
+        return decode_with_ffmpeg(data, name, max_seconds, min_seconds, err)
+
+
+def decode_with_ffmpeg(data: bytes, name: str, max_seconds: float, min_seconds: float,
+                       not_audio: AudioInputError) -> np.ndarray:
+    """The first audio stream of a media container, as preprocessing reads a clip (`s2f.io.media`, local files only,
+    no URL inside a file is followed). The cost is bounded like an audio file's: only the audio stream is decoded
+    (never the video) and at most `max_seconds` of it, and a container that says it is longer is refused. Bytes
+    ffmpeg cannot open either raise `not_audio` (the error libsndfile gave)."""
+    import subprocess
+    import tempfile
+
+    from s2f.io import media
+
+    if not data:
+        raise AudioInputError(name, "empty", "0 bytes")
+    with tempfile.TemporaryDirectory(prefix="s2f-voice-") as folder:
+        path = Path(folder) / "input"
+        path.write_bytes(data)   # containers such as MP4 need a seekable file, not a pipe
+        try:
+            probed = media.probe_and_read_audio(path, SAMPLE_RATE, max_seconds)
+        except (media.MediaError, subprocess.TimeoutExpired):
+            raise not_audio from None
+    if not probed.info.has_audio:
+        raise AudioInputError(name, "not_audio", "a media file with no audio stream")
+    if probed.info.duration > max_seconds:
+        raise AudioInputError(name, "too_long", f"{probed.info.duration:.1f} s > {max_seconds:g} s")
+    if probed.error is not None:
+        raise AudioInputError(name, "not_audio", f"its audio stream does not decode: {probed.error.detail}")
+    pcm = probed.samples
+    check_length(name, len(pcm), SAMPLE_RATE, max_seconds, min_seconds)
+    return pcm.astype(np.float32) / 32768.0
+
+
+def decode_sound_file(data: bytes, name: str = "input", max_seconds: float = MAX_SECONDS,
+                      min_seconds: float = MIN_SECONDS) -> np.ndarray:
     """Any file libsndfile reads (WAV, FLAC, OGG/Opus, MP3, AIFF, ...), any rate and channels → float32 mono 16 kHz.
 
     Why this shape: a request is untrusted, and a few KB of compressed silence can claim 255 channels or a 655 kHz

@@ -65,12 +65,17 @@ class ClipJob:
     gender: str | None = None                      # from corpus metadata (VoxCeleb), for the gender metric
 
 
-def _read_audio(path: Path, info: media.MediaInfo, params: PreprocessParams) -> np.ndarray | Rejection:
+def _read_audio(probed: media.ProbedAudio, params: PreprocessParams) -> np.ndarray | Rejection:
+    """The clip's audio, checked in the order a person would ask: is there any, is the source too long, did it
+    decode, is it long and loud enough."""
+    info = probed.info
     if not info.has_audio:
         return Rejection("no_audio_stream")
     if info.duration > params.max_source_seconds:
         return Rejection("too_long", f"{info.duration:.0f} s > {params.max_source_seconds:.0f} s")
-    audio = media.read_audio(path, params.sample_rate, params.seconds)
+    if probed.error is not None:
+        raise probed.error
+    audio = probed.samples
     if len(audio) < params.min_seconds * params.sample_rate:
         return Rejection("too_short", f"{len(audio) / params.sample_rate:.2f} s of audio < {params.min_seconds} s")
     rms = _rms(repeat_to_length(audio, int(params.seconds * params.sample_rate)))  # what the shard will hold
@@ -133,8 +138,9 @@ def process_clip(path: Path, params: PreprocessParams, image: Path | None = None
                  position: tuple[float, float] | None = None) -> Sample | Rejection:
     """One clip (and optionally a separate face photo) → a sample, or the reason it cannot be one."""
     try:
-        info = media.probe(path)
-        audio = _read_audio(path, info, params)
+        probed = media.probe_and_read_audio(path, params.sample_rate, params.seconds)  # one ffmpeg process
+        info = probed.info
+        audio = _read_audio(probed, params)
         if isinstance(audio, Rejection):
             return audio
         stats_samples = len(audio)
@@ -278,7 +284,8 @@ class ShardWriter:
 
     def __init__(self, work_dir: Path, params: PreprocessParams):
         self.params = params
-        self.engine = ShardEngine(ShardKind("preprocess", "sample_shard", partial(_rules, params)), work_dir)
+        self.engine = ShardEngine(ShardKind("preprocess", "sample_shard", partial(_rules, params), unit="clips"),
+                                  work_dir)
 
     def finish(self, name: str, key: str, jobs: list[ClipJob], results: list[Sample | Rejection]) -> ShardResult:
         arrays, accepted, rejected = _assemble(name, jobs, results)

@@ -30,6 +30,25 @@ CHALLENGER = "challenger"
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
 METRIC_TAG = "metric."
+DATA_SOURCE_TAG = "data.source"   # params' data.source: demo (the synthetic corpus), local or avspeech
+SYNTHETIC_NOTE = ("trained on the synthetic demo corpus (data.source: demo): its faces show what the pipeline does, "
+                  "not what a real voice looks like (README: \"What the demo model knows\")")
+
+
+def registry_version(client, model_uri: str):
+    """The model version a `models:/NAME@ALIAS` or `models:/NAME/VERSION` URI names, or None for any other URI."""
+    if not model_uri.startswith("models:/"):
+        return None
+    name, _, rest = model_uri.removeprefix("models:/").partition("@")
+    if rest:
+        return client.get_model_version_by_alias(name, rest)
+    name, _, version = name.partition("/")
+    return client.get_model_version(name, version) if version else None
+
+
+def trained_on_note(tags: dict[str, str]) -> str | None:
+    """What a person must be told about a model version's training data, from its tags: None for real data."""
+    return SYNTHETIC_NOTE if tags.get(DATA_SOURCE_TAG) == "demo" else None
 COMPONENT_TAG = "component."
 FAMILY_TAG = "family"      # the model family a version belongs to: speech2face, wen2019, wav2pix
 SHA_TAG = "model.sha256"

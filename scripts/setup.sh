@@ -2,6 +2,8 @@
 # Set up speech2face on a fresh Debian/Ubuntu machine with Python 3.11. Safe to run again: each step checks first.
 #  1. system packages: git (DVC needs a git repository) and Python's venv module, installed with apt-get when
 #     missing (as root, or through sudo). ffmpeg needs no system package: the pinned imageio-ffmpeg wheel ships it.
+#     With S2F_SETUP_BROWSER=1 (what `make test` sets) also Debian's chromium and chromium-driver: the web page's
+#     test drives a real headless browser, and no browser build is downloaded from anywhere else.
 #  2. .venv at the project root from requirements.lock (exact pins), then s2f itself in editable mode.
 #     The install is skipped when .venv already matches the lock (a stamp holds the lock's hash).
 set -euo pipefail
@@ -23,6 +25,9 @@ command -v "$PYTHON" >/dev/null || apt_install python3.11 python3.11-venv
 "$PYTHON" -c 'import sys; assert sys.version_info[:2] == (3, 11), sys.version' \
   || { log "$PYTHON is not Python 3.11"; exit 1; }
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || apt_install python3.11-venv
+if [ "${S2F_SETUP_BROWSER:-0}" = 1 ]; then
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null || apt_install chromium chromium-driver
+fi
 
 stamp=.venv/.s2f-lock-sha256
 want=$(sha256sum requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)

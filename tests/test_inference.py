@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 
+import subprocess
+
 import numpy as np
 import pytest
 import torch
@@ -80,6 +82,25 @@ def test_bad_audio_is_refused_with_its_reason(data, reason):
     with pytest.raises(AudioInputError, match=f"upload.wav: {reason}") as err:
         decode_audio(data, "upload.wav")
     assert err.value.reason == reason and isinstance(err.value, ValueError)
+
+
+def test_a_video_gives_its_audio_track_through_ffmpeg(realsample):
+    video = sorted((realsample / "clips").glob("*.mp4"))[0]
+    expected = media.read_audio(video, SAMPLE_RATE, 30.0).astype(np.float32) / 32768.0
+    out = decode_audio(video.read_bytes(), video.name)
+    assert out.dtype == np.float32 and np.array_equal(out, expected)  # the audio preprocessing reads, 16 kHz mono
+
+
+def test_a_video_without_sound_is_not_audio(tmp_path):
+    frames = np.zeros((10, 32, 32, 3), np.uint8)
+    silent = tmp_path / "silent.wav"
+    media.write_wav(silent, np.zeros(16_000, np.int16), 16_000)
+    media.write_talking_video(tmp_path / "v.mp4", frames, 10, silent)
+    mute = tmp_path / "mute.mp4"
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(tmp_path / "v.mp4"), "-an", "-c", "copy", str(mute)],
+                   check=True)
+    with pytest.raises(AudioInputError, match="mute.mp4: not_audio \\(a media file with no audio stream\\)"):
+        decode_audio(mute.read_bytes(), "mute.mp4")
 
 
 def test_more_bytes_than_any_clip_needs_are_refused_unread():

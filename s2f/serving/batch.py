@@ -13,7 +13,8 @@ import numpy as np
 
 from s2f.inference import MAX_BYTES, AudioInputError, Speech2Face, decode_audio, png_bytes
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au",
+                  ".mp4", ".m4a", ".mkv", ".webm", ".mov", ".avi"}  # videos: their audio, through ffmpeg
 
 
 class OutputError(Exception):
@@ -37,7 +38,7 @@ def load_speech2face(model_uri: str) -> Speech2Face:
 
 
 def read_voice(path: Path) -> np.ndarray:
-    """An audio file → 16 kHz mono float32; an oversized file is refused before it is read."""
+    """An audio or video file → 16 kHz mono float32; an oversized file is refused before it is read."""
     size = path.stat().st_size
     if size > MAX_BYTES:
         raise AudioInputError(path.name, "too_large", f"{size / 2**20:.0f} MiB file > {MAX_BYTES / 2**20:.0f} MiB")

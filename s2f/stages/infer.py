@@ -5,7 +5,8 @@ The model is the registry's champion of a model family (`models:/NAME@champion` 
 MLFLOW_TRACKING_URI, default ./mlruns.db; --model NAME: speech2face by default, or a GAN family, wen2019 or wav2pix)
 unless --model-uri names any other model URI, or local weight files (X.pt beside X.json) are given: --encoder and
 --decoder for Speech2Face, --gan for a GAN family (models/gan/wen2019.pt). Audio: WAV, FLAC, OGG/Opus or MP3, up to
-192 kHz, mono or multi-channel, 1 to 30 s; each clip is repeated or cut to the 6 s the models were trained on. In a
+192 kHz, mono or multi-channel, 1 to 30 s, or a video (MP4, MKV, WebM, MOV) whose audio the bundled ffmpeg extracts;
+each clip is repeated or cut to the 6 s the models were trained on. In a
 folder, a bad file is reported with its reason and skipped; the exit status is 1 if any file failed. An output that
 cannot be written (-o under a file, a PNG over a folder) is refused in one line before any model is loaded.
 """
@@ -27,7 +28,7 @@ DEFAULT_URI = f"models:/{DEFAULT_MODEL}@champion"
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="s2f infer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("input", type=Path, help="an audio file, or a folder of them")
+    parser.add_argument("input", type=Path, help="an audio or video file, or a folder of them")
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="the PNG to write (file input) or the folder for <stem>.png files (folder input)")
     parser.add_argument("--model", metavar="NAME", help=f"a registered model family, loaded as models:/NAME@champion: "
@@ -63,9 +64,27 @@ def load(args: argparse.Namespace) -> Speech2Face | GanFaces:
     from s2f.io.tracking import tracking_uri
 
     try:
-        return load_audio_to_face(args.model_uri)
+        model = load_audio_to_face(args.model_uri)
     except mlflow.exceptions.MlflowException as err:
         raise SystemExit(f"infer: cannot load {args.model_uri} from {tracking_uri()}: {err.message}") from None
+    tell_training_data(args.model_uri)
+    return model
+
+
+def tell_training_data(model_uri: str) -> None:
+    """One line on stderr when the registry says the model learned from the synthetic demo corpus (its
+    `data.source` tag): its faces are no picture of a real voice, and a user must not take them for one."""
+    import mlflow
+
+    from s2f.registry import registry_version, trained_on_note
+
+    try:
+        version = registry_version(mlflow.MlflowClient(), model_uri)
+    except mlflow.exceptions.MlflowException:
+        return
+    note = trained_on_note(version.tags) if version is not None else None
+    if note:
+        print(f"infer: note: {version.name} v{version.version} was {note}", file=sys.stderr)
 
 
 def load_audio_to_face(model_uri: str) -> Speech2Face | GanFaces:

@@ -4,7 +4,8 @@ Registers three Speech2Face versions together: `s2f-voice-encoder` (audio → fa
 feature → face image) and the composite `speech2face` (audio → face PNG, what `mlflow models serve` and `s2f infer`
 load); and one version per GAN family of the params' `train_gan.families`, named after it (`wen2019`, `wav2pix`:
 audio → face PNG from GAN_MODELS/FAMILY.pt, served and inferred the same way). Each is tagged with its `family`, the
-git commit, the DVC hashes of the data it was trained on (from dvc.lock), the sha256 of its model files and every
+git commit, the data source it was trained on (`data.source`: `demo` is the synthetic corpus, which `s2f infer` and
+the web page say), the DVC hashes of that data (from dvc.lock), the sha256 of its model files and every
 metric of its own section of reports/metrics.json (`metric.<name>` from `report["speech2face"]`,
 `report["wen2019"]`, …), then aliased `challenger`.
 Writes OUT (the DVC output: the models' content hashes — `model.sha256` for Speech2Face, `FAMILY.model.sha256` per
@@ -21,20 +22,24 @@ import sys
 from pathlib import Path
 
 from s2f.io.tracking import git_commit, stage_run
-from s2f.registry import (COMPOSITE, SHA_TAG, dvc_data_version, models_sha256, register_candidates, register_family,
-                          report_section)
+from s2f.registry import (COMPOSITE, DATA_SOURCE_TAG, SHA_TAG, dvc_data_version, models_sha256, register_candidates,
+                          register_family, report_section)
 from s2f.stages.common import load_params, run_stage, stage_parser, write_json
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = stage_parser(__doc__)
-    parser.add_argument("--encoder", type=Path, default=Path("models/voice_encoder.pt"))
-    parser.add_argument("--decoder", type=Path, default=Path("models/face_decoder.pt"))
+    parser.add_argument("--encoder", type=Path, default=Path("models/voice_encoder.pt"),
+                        help="the voice encoder to register")
+    parser.add_argument("--decoder", type=Path, default=Path("models/face_decoder.pt"),
+                        help="the face decoder to register")
     parser.add_argument("--gan-models", type=Path, default=Path("models/gan"),
                         help="the GAN families' models, FAMILY.pt beside FAMILY.json (train_gan@FAMILY)")
-    parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"))
+    parser.add_argument("--metrics", type=Path, default=Path("reports/metrics.json"),
+                        help="the evaluation report; each family's section is tagged on its version")
     parser.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="where the DVC data hashes are read")
-    parser.add_argument("--out", type=Path, default=Path("reports/registry.json"))
+    parser.add_argument("--out", type=Path, default=Path("reports/registry.json"),
+                        help="the registered models' content hashes and data versions (a DVC output)")
     args = parser.parse_args(argv)
     if not sys.stderr.isatty():  # MLflow's per-model upload bars are \r-redrawn: in a log they pile up, 270 wide
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -51,12 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     shas = {COMPOSITE: models_sha256(args.encoder, args.decoder)} | {f: models_sha256(pt) for f, pt in families.items()}
     data = dvc_data_version(args.lock)
     lineage = {SHA_TAG: shas[COMPOSITE], **{f"{family}.{SHA_TAG}": shas[family] for family in families}, **data}
-    commit = git_commit()
-    with stage_run("register", {"git_commit": commit, **lineage}) as run:
+    commit, source = git_commit(), {DATA_SOURCE_TAG: load_params("data", args.params).source}
+    with stage_run("register", {"git_commit": commit, **source, **lineage}) as run:
         registered = register_candidates(args.encoder, args.decoder, metrics[COMPOSITE],
-                                         {"git_commit": commit, SHA_TAG: shas[COMPOSITE], **data})
+                                         {"git_commit": commit, **source, SHA_TAG: shas[COMPOSITE], **data})
         versions = registered.versions | {
-            family: register_family(pt, family, metrics[family], {"git_commit": commit, SHA_TAG: shas[family], **data})
+            family: register_family(pt, family, metrics[family],
+                                    {"git_commit": commit, **source, SHA_TAG: shas[family], **data})
             for family, pt in families.items()}
     write_json(args.out, lineage)
     write_json(args.out.with_name("registry_versions.json"),

@@ -43,7 +43,9 @@ def registry(tracking_store, realsample) -> Registry:
         composite = log_speech2face(encoder, decoder, registered_model_name="speech2face")
         models = {"speech2face": composite.model_uri, "voice_encoder": log_voice_encoder(encoder).model_uri,
                   "face_decoder": log_face_decoder(decoder).model_uri}
-    mlflow.MlflowClient().set_registered_model_alias("speech2face", "champion", composite.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias("speech2face", "champion", composite.registered_model_version)
+    client.set_model_version_tag("speech2face", composite.registered_model_version, "data.source", "demo")  # as register
     return Registry(tracking_store.uri, encoder, decoder, models, extract_wav(realsample / REAL_CLIP,
                                                                               root / "voice.wav"))
 
@@ -138,6 +140,15 @@ def test_logged_models_carry_no_pickle_and_pinned_requirements(registry):
 def test_infer_cli_writes_one_face_from_the_champion(registry, tmp_path, capsys):
     infer.main([str(registry.voice), "-o", str(tmp_path / "face.png")])
     assert png_image(b64encode((tmp_path / "face.png").read_bytes())).shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+    out, err = capsys.readouterr()
+    assert "wrote" in out
+    assert "speech2face v1 was trained on the synthetic demo corpus" in err  # its `data.source` tag says so
+
+
+def test_infer_cli_takes_a_video_and_uses_its_audio(registry, realsample, tmp_path, capsys):
+    video = next(p for p in sorted((realsample / "clips").glob("*.mp4")))
+    infer.main([str(video), "-o", str(tmp_path / "from_video.png")])
+    assert png_image(b64encode((tmp_path / "from_video.png").read_bytes())).shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
     assert "wrote" in capsys.readouterr().out
 
 
