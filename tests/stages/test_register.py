@@ -24,7 +24,7 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.setattr(register_stage, "git_commit", lambda: "c0ffee")   # no git here
     tiny_models(tmp_path / "models")
     tiny_gan(tmp_path / "models" / "gan", "wav2pix")
-    (tmp_path / "params.yaml").write_text("train_gan:\n  families: [wav2pix]\n")
+    (tmp_path / "params.yaml").write_text("data:\n  source: local\ntrain_gan:\n  families: [wav2pix]\n")
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "metrics.json").write_text(json.dumps(REPORT))
     yield tmp_path
@@ -58,6 +58,7 @@ def test_every_family_is_registered_with_its_own_sections_metrics(workspace, cap
 
     gan = client.get_model_version_by_alias("wav2pix", "challenger")
     assert gan.tags["family"] == "wav2pix" and gan.tags["git_commit"] == "c0ffee"
+    assert gan.tags["data.source"] == "local"  # what it learned from: infer and the page warn only for `demo`
     assert gan.tags["model.sha256"] == lineage["wav2pix.model.sha256"] and gan.tags["dvc.data.features"] == "unknown"
     assert {k: float(v) for k, v in gan.tags.items() if k.startswith("metric.")} == {
         "metric.retrieval.6s.recall_at_1": 0.25, "metric.retrieval.3s_repeated.recall_at_1": 0.125,
