@@ -32,7 +32,8 @@ class Progress:
         self.mode = mode or progress_mode()
         self.done, self.shown = 0, ""
         self._start = self._last = time.monotonic()
-        self._bar = None
+        self._first: tuple[float, int] | None = None   # (when, done) at the first update: the rate is measured
+        self._bar = None                                # from there, past the start-up before the first item
         if self.mode == "bar":
             from tqdm import tqdm
 
@@ -41,6 +42,8 @@ class Progress:
 
     def update(self, n: int = 1, **shown: float | str) -> None:
         self.done += n
+        if self._first is None:
+            self._first = (time.monotonic(), self.done)
         self.shown = _shown(shown) if shown else self.shown
         if self._bar is not None:
             self._bar.update(n)
@@ -57,16 +60,22 @@ class Progress:
             self._line()  # a step that took longer than one interval ends with its total; a quick one stays silent
 
     def line(self) -> str:
-        """What a line says now: done (of total), rate, time left, and the step's own numbers."""
-        elapsed = max(time.monotonic() - self._start, 1e-9)
-        rate = self.done / elapsed
+        """What a line says now: done (of total), rate and time left once measurable, the step's own numbers."""
         text = f"{self.label}: {self.done}" + (f" of {self.total}" if self.total else "") + f" {self.unit}"
         if self.total:
             text += f" ({100 * self.done / self.total:.0f} %)"
-        text += f", {rate:.2f} {self.unit}/s" if rate < 10 else f", {rate:.0f} {self.unit}/s"
-        if self.total and 0 < self.done < self.total and rate > 0:
-            text += f", about {_duration((self.total - self.done) / rate)} left"
+        rate = self.rate()
+        if rate is not None:
+            text += f", {rate:.2f} {self.unit}/s" if rate < 10 else f", {rate:.0f} {self.unit}/s"
+            if self.total and self.done < self.total and rate > 0:
+                text += f", about {_duration((self.total - self.done) / rate)} left"
         return text + (f"; {self.shown}" if self.shown else "")
+
+    def rate(self) -> float | None:
+        """Items per second since the first update (None before a second item: one item has no rate)."""
+        if self._first is None or self.done <= self._first[1]:
+            return None
+        return (self.done - self._first[1]) / max(time.monotonic() - self._first[0], 1e-9)
 
     def _line(self) -> None:
         print(self.line(), flush=True)

@@ -10,8 +10,9 @@ def test_in_a_log_a_line_says_how_far_how_fast_and_how_long_is_left(capsys):
         shown.update(1)
         shown.update(1, shards="0 of 1 done")
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("preprocess: 1 of 4 clips (25 %), ") and "left" in lines[0]
-    assert lines[1].startswith("preprocess: 2 of 4 clips (50 %)") and lines[1].endswith("; shards 0 of 1 done")
+    assert lines[0] == "preprocess: 1 of 4 clips (25 %)"   # one item has no rate: none is guessed
+    assert lines[1].startswith("preprocess: 2 of 4 clips (50 %), ") and "clips/s, about" in lines[1]
+    assert lines[1].endswith(" left; shards 0 of 1 done")
     assert lines[-1].startswith("preprocess: 2 of 4 clips")  # the closing line: where the step ended
 
 

@@ -243,12 +243,16 @@ class TrackedRun:
     def log_dataset(self, frame, name: str, source: str, context: str = "training") -> None:
         """The rows a stage trained or evaluated on (its manifest table) as an MLflow dataset input, digested by the
         DVC hash of `source` when dvc.lock has it (so a run names the very data version DVC restores)."""
+        import warnings
+
         import mlflow
         from mlflow.entities import DatasetInput, InputTag
 
         digest = dvc_digest(source)
-        dataset = mlflow.data.from_pandas(frame, source=source, name=name,
-                                          digest=digest.removesuffix(".dir") if digest else None)
+        with warnings.catch_warnings():  # MLflow's hints on resolving a local path and on integer columns: noise
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(frame, source=source, name=name,
+                                              digest=digest.removesuffix(".dir") if digest else None)
         self._submit(_Call(inputs=[DatasetInput(dataset._to_mlflow_entity(),
                                                 tags=[InputTag("mlflow.data.context", context)])]))
 
@@ -418,8 +422,11 @@ def _open_run(stage: str, system_metrics: bool = False):
     """Start the stage's run (named `STAGE PASS`, tagged with its stage, pass, commit and whether the tree was
     dirty; with `system_metrics`, MLflow samples CPU, memory and GPU use while it runs), or end the stage with one
     line naming the tracker and why it cannot be used."""
+    import logging
+
     import mlflow
 
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # no INFO lines about the sampler
     uri = tracking_uri()
     reason = unreachable(uri, PROBE_SECONDS)
     if reason is None:
