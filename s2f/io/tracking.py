@@ -253,8 +253,8 @@ class TrackedRun:
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(frame, source=source, name=name,
                                               digest=digest.removesuffix(".dir") if digest else None)
-        self._submit(_Call(inputs=[DatasetInput(dataset._to_mlflow_entity(),
-                                                tags=[InputTag("mlflow.data.context", context)])]))
+            entity = dataset._to_mlflow_entity()  # the schema is inferred here, with its hint
+        self._submit(_Call(inputs=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]))
 
     def log_model_files(self, weights: Path) -> None:
         """Log a saved model (weights and its JSON config) under the run's `model/` artifacts."""
