@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from s2f.io.data_docs import write_offline_index
 from s2f.io.hashing import HashCache
 from s2f.io.shards import (GX_DOCS, GX_RESULTS, link_or_copy, move_to_quarantine, read_record, read_shard, record_name,
                            verdict_name, write_record, write_shard)
@@ -244,6 +245,7 @@ class ShardEngine:
         self.remove_stale(corpus if corpus is not None else {t.name for t in tasks})
         if self._validated:  # pages for this run's shards (a resumed run keeps the earlier pages)
             self._validator.build_data_docs(self.work_dir / GX_DOCS)
+            write_offline_index(self.work_dir / GX_DOCS, self.work_dir / GX_RESULTS, self.kind.stage)
         if Path(out_dir).resolve() == self.work_dir.resolve():
             return
         for task, record in zip(tasks, records):

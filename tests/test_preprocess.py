@@ -245,6 +245,13 @@ def test_a_shard_failing_validation_is_quarantined_and_too_many_fail_the_run(tmp
                                              for e in saved["expectations"])
     full = json.loads((tmp_path / "gx" / "results" / "shard-00000.json").read_text())  # GX's own result
     assert full["result"]["results"]
+    writer.engine.publish(tmp_path, [], [], corpus={"shard-00000.npz"})  # Data Docs, and the page that works offline
+    page = (tmp_path / "gx" / "docs" / "shards.html").read_text()
+    assert "shard-00000.npz" in page and "FAILED: quarantined" in page and "audio_rms" in page
+    assert "<script" not in page and "http" not in page  # nothing to fetch: it opens with no network
+    links = [part.split('"')[0] for part in page.split('<a href="')[1:]]
+    assert links[0] == "index.html"  # GX's own index, said to need a network
+    assert links[1].startswith("validations/") and (tmp_path / "gx" / "docs" / links[1]).is_file()
     check_bad_shards(["shard-00000.npz"], 10, 0.1, tmp_path)  # 1 of 10: tolerated
     with pytest.raises(TooManyBadShards, match="2 of 10 shards failed"):
         check_bad_shards(["shard-00000.npz", "shard-00001.npz"], 10, 0.1, tmp_path)
