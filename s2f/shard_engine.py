@@ -245,6 +245,7 @@ class ShardEngine:
         self.remove_stale(corpus if corpus is not None else {t.name for t in tasks})
         if self._validated:  # pages for this run's shards (a resumed run keeps the earlier pages)
             self._validator.build_data_docs(self.work_dir / GX_DOCS)
+        if (self.work_dir / GX_RESULTS).is_dir():  # every shard's verdict, also after a run that validated none
             write_offline_index(self.work_dir / GX_DOCS, self.work_dir / GX_RESULTS, self.kind.stage)
         if Path(out_dir).resolve() == self.work_dir.resolve():
             return
