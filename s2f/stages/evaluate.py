@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     grid = _grid(test, pred, decoded, generated, decoder, params.grid_speakers, short)
     args.grid.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.grid)
+    report, notes = numbers_only(report)
+    for where, note in notes:
+        print(f"evaluate: note: {where}: {note}")
     write_json(args.metrics, report)
     write_json(args.headline, headline(report))
     rows = comparison_rows(report)
@@ -123,6 +126,22 @@ def ridge_report(test: SplitData, train: SplitData, params: EvaluateParams, para
     return {"features": {name: feature_distances(p, test.embedding) for name, p in preds.items()},
             "retrieval": {name: retrieval_metrics(p, test, params.ks, params.gallery_size, params.seed)
                           for name, p in preds.items()}}
+
+
+def numbers_only(tree: dict, where: str = "") -> tuple[dict, list[tuple[str, str]]]:
+    """The report without its text values (DVC's metrics are numbers), and those texts as (key path, text): why a
+    metric is missing (no gender labels, no decoder) is for the log, not for `dvc metrics show`."""
+    kept, notes = {}, []
+    for key, value in tree.items():
+        path = f"{where}.{key}" if where else key
+        if isinstance(value, dict):
+            kept[key], inner = numbers_only(value, path)
+            notes += inner
+        elif isinstance(value, str):
+            notes.append((path, value))
+        else:
+            kept[key] = value
+    return kept, notes
 
 
 def comparison_rows(report: dict) -> list[dict]:

@@ -95,8 +95,8 @@ def test_a_stage_logs_its_lines_as_they_come_and_progress_counts_the_stages(plan
     before the stage's publishing step (not one block after it); and `make orchestrate`'s progress line."""
     assert pipeline_run.returncode == 0
     run = _stage_runs(plane)["train_encoder"]
-    logs = _api(plane, "/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}, "limit": 500,
-                                        "sort": "TIMESTAMP_ASC"})
+    logs = _api(plane, "/logs/filter", {"logs": {"flow_run_id": {"any_": [run["id"]]}}, "limit": 200,
+                                        "sort": "TIMESTAMP_ASC"})   # 200: the API's largest page
     messages = [log["message"] for log in logs]
     final = next(i for i, m in enumerate(messages) if m.startswith("train_encoder: final loss"))
     ran = next(i for i, m in enumerate(messages) if m.startswith("Running stage 'train_encoder'"))
