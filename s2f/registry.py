@@ -5,9 +5,11 @@ face feature), the face decoder (face feature → image) and the composite `spee
 serving loads; and for each GAN family trained (`train_gan.families`), one audio → face version registered under the
 family's name (`wen2019`, `wav2pix`), served the same way. Each version carries tags that say where it came from and
 how good it is (git commit, the DVC hashes of the data it was trained on, the sha256 of its model files, its
-`family`, and every metric of ITS OWN section of the evaluation report as `metric.<name>`, so one gate metric means
-the same for every family), so a promotion decision needs nothing but the registry. The composite names its
-component versions, so moving an alias moves all three consistently.
+`family`, and the headline numbers of ITS OWN section of the evaluation report, with the promotion gate's metric, as
+`metric.<name>`: one gate metric means the same for every family), so a promotion decision needs nothing but the
+registry. A version's tags stay few enough to read; every metric of its section is linked to the version's
+LoggedModel instead (as `FAMILY.<name>`, the evaluate run's names), where the MLflow UI shows them beside the model.
+The composite names its component versions, so moving an alias moves all three consistently.
 
 Aliases, not stages: `challenger` is the newest registered candidate, `champion` is what inference serves
 (`models:/speech2face@champion`, `models:/wen2019@champion`). Each registered model's tag `champion_history` keeps
@@ -104,8 +106,31 @@ def report_section(report: dict, name: str, source: object = "the evaluation rep
     return flatten_metrics(section)
 
 
+def headline_metrics(flat_metrics: dict[str, float], gate_metric: str) -> dict[str, float]:
+    """The metrics a version is tagged with: its section's headline numbers (those of reports/headline.json, under
+    their flattened names, Speech2Face's decoded face under `decoded.`) and the gate's metric, whichever it is."""
+    from s2f.report_summary import HEADLINE
+
+    paths = {".".join(path) for path in HEADLINE.values()}
+    kept = paths | {f"decoded.{path}" for path in paths} | {gate_metric}
+    return {name: value for name, value in flat_metrics.items() if name in kept}
+
+
 def metric_tags(flat_metrics: dict[str, float]) -> dict[str, str]:
     return {f"{METRIC_TAG}{name}": repr(float(value)) for name, value in flat_metrics.items()}
+
+
+def link_metrics(client, run_id: str, model_id: str, prefix: str, flat_metrics: dict[str, float]) -> None:
+    """Log `flat_metrics` in the run, each linked to the LoggedModel `model_id` (MLflow shows them on its page)."""
+    import time
+
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    metrics = [Metric(f"{prefix}.{name}", float(value), stamp, 0, model_id=model_id)
+               for name, value in flat_metrics.items()]
+    for lo in range(0, len(metrics), 1000):  # MLflow's log-batch limit
+        client.log_batch(run_id, metrics=metrics[lo:lo + 1000], synchronous=True)
 
 
 def metric_of(tags: dict[str, str], name: str) -> float | None:
@@ -114,47 +139,74 @@ def metric_of(tags: dict[str, str], name: str) -> float | None:
     return None if text is None else float(text)
 
 
-def register_candidates(encoder: Path, decoder: Path, flat_metrics: dict[str, float],
-                        provenance: dict[str, str]) -> Registered:
-    """Log and register the three models in the active MLflow run, tag them and alias them `challenger`."""
-    import mlflow
-
+def log_candidates(encoder: Path, decoder: Path) -> dict[str, object]:
+    """Log and register Speech2Face's three models in the active MLflow run: their ModelInfo by registered name."""
     from s2f.serving.log import log_face_decoder, log_speech2face, log_voice_encoder
 
-    run = mlflow.active_run()
-    if run is None:
-        raise RuntimeError("register_candidates needs an active MLflow run (s2f.io.tracking.stage_run)")
-    infos = {ENCODER: log_voice_encoder(encoder, registered_model_name=ENCODER),
-             DECODER: log_face_decoder(decoder, registered_model_name=DECODER),
-             COMPOSITE: log_speech2face(encoder, decoder, registered_model_name=COMPOSITE)}
-    versions = {name: str(info.registered_model_version) for name, info in infos.items()}
+    _active_run("log_candidates")
+    return {ENCODER: log_voice_encoder(encoder, registered_model_name=ENCODER),
+            DECODER: log_face_decoder(decoder, registered_model_name=DECODER),
+            COMPOSITE: log_speech2face(encoder, decoder, registered_model_name=COMPOSITE)}
+
+
+def log_family(model: Path, family: str) -> dict[str, object]:
+    """Log and register a GAN family's audio → face model in the active MLflow run as the registered model
+    `family`: its ModelInfo by that name."""
+    from s2f.serving.log import log_voice_to_face
+
+    _active_run("log_family")
+    return {family: log_voice_to_face(model, family, registered_model_name=family)}
+
+
+def tag_challengers(logged: dict[str, object], flat_metrics: dict[str, dict[str, float]], gate_metric: str,
+                    provenance: dict[str, dict[str, str]]) -> Registered:
+    """Tag each logged version (its `family`, provenance, its section's headline metrics and the gate's, run id),
+    link every metric of its section to its LoggedModel and alias it `challenger`.
+
+    `flat_metrics` and `provenance` are by family (Speech2Face's components take `speech2face`'s). Call it once every
+    model of the run is logged: MLflow copies a run's metrics onto each model logged after them, so a family logged
+    after another's metrics were linked would carry those too."""
+    import mlflow
+
+    run = _active_run("tag_challengers")
     client = mlflow.MlflowClient()
-    tags = {FAMILY_TAG: COMPOSITE, **provenance, **metric_tags(flat_metrics), "run_id": run.info.run_id}
-    components = {f"{COMPONENT_TAG}{ENCODER}": versions[ENCODER], f"{COMPONENT_TAG}{DECODER}": versions[DECODER]}
-    for name, version in versions.items():
-        for key, value in (tags | (components if name == COMPOSITE else {})).items():
-            client.set_model_version_tag(name, version, key, value)
-        client.set_registered_model_alias(name, CHALLENGER, version)
+    versions = {name: str(info.registered_model_version) for name, info in logged.items()}
+    for name, info in logged.items():
+        family = COMPOSITE if name in MODELS else name
+        link_metrics(client, run.info.run_id, info.model_id, family, flat_metrics[family])
+        tags = {FAMILY_TAG: family, **provenance[family], **metric_tags(headline_metrics(flat_metrics[family],
+                                                                                         gate_metric)),
+                "run_id": run.info.run_id}
+        if name == COMPOSITE:
+            tags |= {f"{COMPONENT_TAG}{c}": versions[c] for c in (ENCODER, DECODER) if c in versions}
+        for key, value in tags.items():
+            client.set_model_version_tag(name, versions[name], key, value)
+        client.set_registered_model_alias(name, CHALLENGER, versions[name])
     return Registered(versions, run.info.run_id)
 
 
-def register_family(model: Path, family: str, flat_metrics: dict[str, float], provenance: dict[str, str]) -> str:
-    """Log and register a GAN family's audio → face model in the active MLflow run as the registered model `family`,
-    tag it (`family`, provenance, its own metrics, run id) and alias it `challenger`; returns the version."""
-    import mlflow
+def register_candidates(encoder: Path, decoder: Path, flat_metrics: dict[str, float], gate_metric: str,
+                        provenance: dict[str, str]) -> Registered:
+    """Speech2Face's three models registered, tagged and aliased `challenger` (`log_candidates`, `tag_challengers`)."""
+    return tag_challengers(log_candidates(encoder, decoder), {COMPOSITE: flat_metrics}, gate_metric,
+                           {COMPOSITE: provenance})
 
-    from s2f.serving.log import log_voice_to_face
+
+def register_family(model: Path, family: str, flat_metrics: dict[str, float], gate_metric: str,
+                    provenance: dict[str, str]) -> str:
+    """A GAN family's model registered, tagged and aliased `challenger` (`log_family`, `tag_challengers`); returns
+    its version."""
+    registered = tag_challengers(log_family(model, family), {family: flat_metrics}, gate_metric, {family: provenance})
+    return registered.versions[family]
+
+
+def _active_run(caller: str):
+    import mlflow
 
     run = mlflow.active_run()
     if run is None:
-        raise RuntimeError("register_family needs an active MLflow run (s2f.io.tracking.stage_run)")
-    version = str(log_voice_to_face(model, family, registered_model_name=family).registered_model_version)
-    client = mlflow.MlflowClient()
-    tags = {FAMILY_TAG: family, **provenance, **metric_tags(flat_metrics), "run_id": run.info.run_id}
-    for key, value in tags.items():
-        client.set_model_version_tag(family, version, key, value)
-    client.set_registered_model_alias(family, CHALLENGER, version)
-    return version
+        raise RuntimeError(f"{caller} needs an active MLflow run (s2f.io.tracking.stage_run)")
+    return run
 
 
 def alias_version(client, name: str, alias: str):

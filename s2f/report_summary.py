@@ -9,6 +9,11 @@ from __future__ import annotations
 
 WIDTH = 100
 VOICES = {"6s": "6 s", "3s_repeated": "3 s→6"}
+# the headline numbers (reports/headline.json, and the metrics a registry version is tagged with): their name there
+# → their path in a model's section of reports/metrics.json
+HEADLINE = {"r1_6s": ("retrieval", "6s", "recall_at_1"), "r10_6s": ("retrieval", "6s", "recall_at_10"),
+            "r10_3s": ("retrieval", "3s_repeated", "recall_at_10"), "match_6s": ("matching", "6s", "accuracy"),
+            "faces_found": ("images", "detection_ratio")}
 NEXT_STEPS = ("reports/face_grid.png (a column per family) · reports/plots/*.png · "
               "reports/metrics.json (every metric) · make mlflow-ui")
 
@@ -50,11 +55,7 @@ def headline(report: dict) -> dict:
     Numbers only (DVC's metrics are numbers); every other value stays in reports/metrics.json."""
     out, chance = {}, None
     for model, scored, section in _rows(report):
-        values = {"r1_6s": _get(section, "retrieval", "6s", "recall_at_1"),
-                  "r10_6s": _get(section, "retrieval", "6s", "recall_at_10"),
-                  "r10_3s": _get(section, "retrieval", "3s_repeated", "recall_at_10"),
-                  "match_6s": _get(section, "matching", "6s", "accuracy"),
-                  "faces_found": _get(section, "images", "detection_ratio")}
+        values = {name: _get(section, *path) for name, path in HEADLINE.items()}
         out[_model_key(model, scored)] = {k: round(v, 4) for k, v in values.items() if v is not None}
         if chance is None and _get(section, "retrieval", "6s", "chance_at_1") is not None:
             chance = {name: round(_get(section, "retrieval", "6s", key), 4)   # R@10 only when the gallery has 10

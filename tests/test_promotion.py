@@ -50,7 +50,7 @@ def registry(tmp_path, monkeypatch):
 
     def register(recall: float) -> dict[str, str]:
         with stage_run("register", {}):
-            return register_candidates(encoder, decoder, {"retrieval.6s.recall_at_1": recall},
+            return register_candidates(encoder, decoder, {"retrieval.6s.recall_at_1": recall}, GATE.metric,
                                        {"git_commit": "abc"}).versions
 
     yield register, mlflow.MlflowClient()
@@ -117,7 +117,7 @@ def families(registry, tmp_path):
 
     def register_gan(family: str, recall: float) -> str:
         with stage_run("register", {}):
-            return register_family(models[family], family, {"retrieval.6s.recall_at_1": recall},
+            return register_family(models[family], family, {"retrieval.6s.recall_at_1": recall}, GATE.metric,
                                    {"git_commit": "abc", "model.sha256": "f" * 64})
 
     return register, register_gan, client
@@ -145,7 +145,7 @@ def test_a_wrong_familys_weights_are_not_registered(families, tmp_path):
 
     with pytest.raises(ModelFileError, match="a wav2pix model, not the GAN family 'wen2019'"), \
             stage_run("register", {}):
-        register_family(tmp_path / "wav2pix.pt", "wen2019", {}, {})
+        register_family(tmp_path / "wav2pix.pt", "wen2019", {}, GATE.metric, {})
 
 
 def test_promote_a_family_moves_only_its_own_alias_and_refuses_through_the_same_gate(families, capsys):

@@ -52,6 +52,11 @@ MAX_BUFFERED = 200_000     # metric values kept while the tracker is away; later
 METRICS_PER_REQUEST = 1000  # MLflow's log-batch limit: one request each, so a failed send is all or nothing
 
 
+def now_ms() -> int:
+    """A metric's timestamp: milliseconds since the epoch, as MLflow keeps them."""
+    return int(time.time() * 1000)
+
+
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlruns.db').resolve()}"
 
@@ -79,11 +84,12 @@ def git_dirty() -> str:
     return "unknown" if out.returncode != 0 else str(bool(out.stdout.strip())).lower()
 
 
-def pipeline_pass() -> str:
+def pipeline_pass(commit: str | None = None, dirty: str | None = None) -> str:
     """The name every stage run of one pipeline pass shares (tag `pipeline_pass`, and in each run's name), so that
     three passes give three groups of runs, not ten runs of repeated names: `S2F_PIPELINE_PASS` when set, the DVC
     experiment under `dvc exp run` (DVC_EXP_NAME), else the commit, `+dirty` when uncommitted, and a digest of
-    params.yaml: one state of the project, which is what one `dvc repro` runs."""
+    params.yaml: one state of the project, which is what one `dvc repro` runs. `commit` and `dirty` spare asking git
+    again when the caller has them."""
     named = os.environ.get("S2F_PIPELINE_PASS") or os.environ.get("DVC_EXP_NAME")
     if named:
         return named
@@ -91,7 +97,8 @@ def pipeline_pass() -> str:
 
     params = Path("params.yaml")
     digest = hashlib.sha256(params.read_bytes()).hexdigest()[:6] if params.is_file() else "none"
-    return f"{git_commit()[:8]}{'+dirty' if git_dirty() == 'true' else ''}-p{digest}"
+    commit, dirty = commit or git_commit(), dirty or git_dirty()
+    return f"{commit[:8]}{'+dirty' if dirty == 'true' else ''}-p{digest}"
 
 
 def dvc_digest(out_path: str, lock: Path = Path("dvc.lock")) -> str | None:
@@ -180,16 +187,62 @@ def bounded_http_client() -> AbstractContextManager[None]:
 
 
 @dataclass
+class _LoggedModel:
+    """A trained model's files (X.pt and X.json) as an MLflow LoggedModel of the run, with the scores it ended on
+    linked to it, so the UI's model page shows them. Sent in steps that each remember they are done: a retry after
+    an outage neither makes a second model nor uploads or links twice."""
+
+    weights: Path
+    name: str
+    model_type: str
+    experiment_id: str
+    metrics: list                    # mlflow.entities.Metric, without the model id until it exists
+    params: dict[str, str]
+    model_id: str | None = None
+    uploaded: bool = False
+    linked: bool = False
+
+    def send(self, client, run_id: str) -> None:
+        import shutil
+        import tempfile
+
+        from mlflow.entities import Metric
+
+        if self.model_id is None:
+            self.model_id = client.create_logged_model(self.experiment_id, name=self.name, source_run_id=run_id,
+                                                       params=self.params, model_type=self.model_type).model_id
+        if not self.uploaded:
+            with tempfile.TemporaryDirectory() as tmp:  # the model's artifacts are a folder: these two files
+                for path in (self.weights, self.weights.with_suffix(".json")):
+                    shutil.copyfile(path, Path(tmp) / path.name)
+                client.log_model_artifacts(self.model_id, tmp)
+            self.uploaded = True
+        if not self.linked:
+            client.log_batch(run_id, synchronous=True, metrics=[
+                Metric(m.key, m.value, m.timestamp, m.step, model_id=self.model_id) for m in self.metrics])
+            self.linked = True
+        client.finalize_logged_model(self.model_id, "READY")
+
+
+@dataclass
 class _Call:
-    """One logging call kept until the tracker takes it: metrics and params (one log-batch request) or a file."""
+    """One logging call kept until the tracker takes it: metrics and params (one log-batch request), a file, dataset
+    inputs or a model."""
 
     metrics: list = field(default_factory=list)
     params: list = field(default_factory=list)
     artifact: tuple[str, str | None] | None = None
     inputs: list = field(default_factory=list)    # mlflow.entities.DatasetInput
+    model: _LoggedModel | None = None
+
+    @property
+    def metrics_only(self) -> bool:
+        return not self.params and self.artifact is None and not self.inputs and self.model is None
 
     def send(self, client, run_id: str) -> None:
-        if self.artifact is not None:
+        if self.model is not None:
+            self.model.send(client, run_id)
+        elif self.artifact is not None:
             client.log_artifact(run_id, *self.artifact)
         elif self.inputs:
             client.log_inputs(run_id, datasets=self.inputs)
@@ -229,10 +282,10 @@ class TrackedRun:
         for lo in range(0, len(flat), 100):
             self._submit(_Call(params=flat[lo:lo + 100]))
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None, stamp: int | None = None) -> None:
         from mlflow.entities import Metric
 
-        stamp = int(time.time() * 1000)  # when it happened, also for a value sent later from the buffer
+        stamp = stamp or now_ms()  # when it happened, also for a value sent later from the buffer
         values = [Metric(key, float(value), stamp, step or 0) for key, value in metrics.items()]
         for lo in range(0, len(values), METRICS_PER_REQUEST):
             self._submit(_Call(metrics=values[lo:lo + METRICS_PER_REQUEST]))
@@ -256,10 +309,19 @@ class TrackedRun:
             entity = dataset._to_mlflow_entity()  # the schema is inferred here, with its hint
         self._submit(_Call(inputs=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]))
 
-    def log_model_files(self, weights: Path) -> None:
-        """Log a saved model (weights and its JSON config) under the run's `model/` artifacts."""
-        for path in (weights, weights.with_suffix(".json")):
-            self.log_artifact(path, "model")
+    def log_model(self, weights: Path, name: str, model_type: str, metrics: dict[str, float], step: int = 0,
+                  stamp: int | None = None, params: dict | None = None) -> None:
+        """Log a saved model (weights and its JSON config) as a LoggedModel of this run, named `name`, with
+        `metrics` (what it scored at `step`) logged in the run and linked to it, and `params` on it.
+
+        A value the run already has at that step and `stamp` (an epoch's, from `EpochCurve.last_stamp`) is linked,
+        not logged twice: its metric history keeps one point per epoch."""
+        from mlflow.entities import Metric
+
+        stamp = stamp or now_ms()
+        values = [Metric(key, float(value), stamp, step) for key, value in metrics.items()]
+        self._submit(_Call(model=_LoggedModel(weights, name, model_type, self.info.experiment_id, values,
+                                              _flatten(params or {}))))
 
     def close(self, status: str) -> None:
         """End the run with `status` after a last try at the kept calls; warns (never raises) when it cannot."""
@@ -352,11 +414,10 @@ class TrackedRun:
     def _merge_head(self) -> None:
         """Fold the metric-only calls at the head of the queue into one request of up to METRICS_PER_REQUEST."""
         head = self._pending[0]
-        if head.artifact is not None or head.params or head.inputs:
+        if not head.metrics_only:
             return
         n = 1
-        while (n < len(self._pending) and not self._pending[n].params and self._pending[n].artifact is None
-               and not self._pending[n].inputs
+        while (n < len(self._pending) and self._pending[n].metrics_only
                and len(head.metrics) + len(self._pending[n].metrics) <= METRICS_PER_REQUEST):
             head.metrics = head.metrics + self._pending[n].metrics
             n += 1
@@ -365,8 +426,9 @@ class TrackedRun:
     def _lost(self) -> str:
         """What never reached the tracker, for the last warning line."""
         lost = self._pending + self._refused
-        values = sum(len(c.metrics) for c in lost) + self._dropped
-        files = [Path(c.artifact[0]).name for c in lost if c.artifact is not None]
+        values = sum(len(c.metrics) + (len(c.model.metrics) if c.model else 0) for c in lost) + self._dropped
+        files = [Path(c.artifact[0]).name for c in lost if c.artifact is not None] + \
+                [f"{c.model.weights.name} (model {c.model.name})" for c in lost if c.model is not None]
         params = sum(len(c.params) for c in lost)
         parts = [f"{values} metric values"] * bool(values) + [f"{params} params"] * bool(params) + \
                 [f"the files {', '.join(files)}"] * bool(files)
@@ -432,10 +494,11 @@ def _open_run(stage: str, system_metrics: bool = False):
     if reason is None:
         try:
             use_experiment()
-            group = pipeline_pass()
+            commit, dirty = git_commit(), git_dirty()
+            group = pipeline_pass(commit, dirty)
             return mlflow.start_run(run_name=f"{stage} {group}", log_system_metrics=system_metrics,
-                                    tags={"stage": stage, "pipeline_pass": group, "git_commit": git_commit(),
-                                          "git_dirty": git_dirty()})
+                                    tags={"stage": stage, "pipeline_pass": group, "git_commit": commit,
+                                          "git_dirty": dirty})
         except Exception as err:  # noqa: BLE001 - reported as one line below
             reason = _reason(err)
     raise SystemExit(f"error: {stage}: the MLflow tracker at {uri} cannot be used ({reason}); start it, or set "
@@ -478,6 +541,7 @@ class EpochCurve:
     def __init__(self, run: TrackedRun | None = None, prefix: str = "", label: str | None = None,
                  epochs: int | None = None) -> None:
         self.rows: list[dict] = []
+        self.last_stamp: int | None = None   # when the last epoch's values were logged
         self.run = run
         self.prefix = prefix
         self.progress = None
@@ -488,8 +552,10 @@ class EpochCurve:
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         self.rows.append({"epoch": epoch, **metrics})
+        self.last_stamp = now_ms()
         if self.run is not None:
-            self.run.log_metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step=epoch)
+            self.run.log_metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step=epoch,
+                                 stamp=self.last_stamp)
         if self.progress is not None:  # epochs count from 0; a resumed run starts past the first
             shown = {name: float(metrics[key]) for key, name in self.SHOWN.items() if key in metrics}
             self.progress.update(epoch + 1 - self.progress.done, **shown)
@@ -499,6 +565,10 @@ class EpochCurve:
     @property
     def last(self) -> dict[str, float]:
         return {k: v for k, v in self.rows[-1].items() if k != "epoch"}
+
+    @property
+    def last_epoch(self) -> int:
+        return int(self.rows[-1]["epoch"])
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:

@@ -5,9 +5,10 @@ feature → face image) and the composite `speech2face` (audio → face PNG, wha
 load); and one version per GAN family of the params' `train_gan.families`, named after it (`wen2019`, `wav2pix`:
 audio → face PNG from GAN_MODELS/FAMILY.pt, served and inferred the same way). Each is tagged with its `family`, the
 git commit, the data source it was trained on (`data.source`: `demo` is the synthetic corpus, which `s2f infer` and
-the web page say), the DVC hashes of that data (from dvc.lock), the sha256 of its model files and every
-metric of its own section of reports/metrics.json (`metric.<name>` from `report["speech2face"]`,
-`report["wen2019"]`, …), then aliased `challenger`.
+the web page say), the DVC hashes of that data (from dvc.lock), the sha256 of its model files and the headline
+metrics of its own section of reports/metrics.json with the promotion gate's metric (`metric.<name>` from
+`report["speech2face"]`, `report["wen2019"]`, …), then aliased `challenger`. Every metric of that section is linked
+to the version's LoggedModel (`speech2face.<name>`, `wen2019.<name>`: the evaluate run's names).
 Writes OUT (the DVC output: the models' content hashes — `model.sha256` for Speech2Face, `FAMILY.model.sha256` per
 family — and the data hashes, nothing run-specific, so a fresh clone's `dvc repro` reproduces `dvc.lock`) and, beside
 it, `registry_versions.json` (git-ignored, not a DVC output): the versions, run id and commit this run created in
@@ -22,8 +23,8 @@ import sys
 from pathlib import Path
 
 from s2f.io.tracking import git_commit, stage_run
-from s2f.registry import (COMPOSITE, DATA_SOURCE_TAG, SHA_TAG, dvc_data_version, models_sha256, register_candidates,
-                          register_family, report_section)
+from s2f.registry import (COMPOSITE, DATA_SOURCE_TAG, SHA_TAG, dvc_data_version, log_candidates, log_family,
+                          models_sha256, report_section, tag_challengers)
 from s2f.stages.common import load_params, run_stage, stage_parser, write_json
 
 
@@ -57,13 +58,13 @@ def main(argv: list[str] | None = None) -> None:
     data = dvc_data_version(args.lock)
     lineage = {SHA_TAG: shas[COMPOSITE], **{f"{family}.{SHA_TAG}": shas[family] for family in families}, **data}
     commit, source = git_commit(), {DATA_SOURCE_TAG: load_params("data", args.params).source}
+    gate = load_params("promote", args.params).metric
+    provenance = {name: {"git_commit": commit, **source, SHA_TAG: shas[name], **data} for name in metrics}
     with stage_run("register", {"git_commit": commit, **source, **lineage}) as run:
-        registered = register_candidates(args.encoder, args.decoder, metrics[COMPOSITE],
-                                         {"git_commit": commit, **source, SHA_TAG: shas[COMPOSITE], **data})
-        versions = registered.versions | {
-            family: register_family(pt, family, metrics[family],
-                                    {"git_commit": commit, **source, SHA_TAG: shas[family], **data})
-            for family, pt in families.items()}
+        logged = log_candidates(args.encoder, args.decoder)
+        for family, pt in families.items():
+            logged |= log_family(pt, family)
+        versions = tag_challengers(logged, metrics, gate, provenance).versions
     write_json(args.out, lineage)
     write_json(args.out.with_name("registry_versions.json"),
                {"versions": versions, "run_id": run.info.run_id, "git_commit": commit, **lineage})

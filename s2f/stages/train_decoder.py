@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> None:
         proxy = train_proxy(targets, params, runtime, proxy_curve) if params.loss.identity > 0 else None
         model = train_decoder(targets, proxy, params, runtime, curve, args.checkpoint)
         if run is not None:  # the main process
-            save_model(model, args.model, {"trained_on_samples": len(data.embedding)})
-            run.log_model_files(args.model)
+            meta = {"trained_on_samples": len(data.embedding)}
+            save_model(model, args.model, meta)
+            run.log_model(args.model, "face_decoder", "speech2face", curve.last, step=curve.last_epoch,
+                          stamp=curve.last_stamp, params=meta)
             run.log_artifact(write_curve(args.curve, curve.rows, "train_decoder: loss terms per epoch"), "plots")
     teardown_runtime(runtime)
     if not runtime.is_main:

@@ -63,10 +63,11 @@ def main(argv: list[str] | None = None) -> None:
                                 args.checkpoint, speakers=data.speakers, backend=backend)
         summary = trained.summary()
         if run is not None:  # the main process
-            run.log_metrics(summary)
-            save_model(trained.model, args.model, {"trained_on_samples": trained.train_samples,
-                                                   "preset": params.model.preset, "kept_epoch": trained.kept_epoch})
-            run.log_model_files(args.model)
+            meta = {"trained_on_samples": trained.train_samples, "preset": params.model.preset,
+                    "kept_epoch": trained.kept_epoch}
+            save_model(trained.model, args.model, meta)
+            run.log_model(args.model, "voice_encoder", "speech2face", curve.last | summary, step=curve.last_epoch,
+                          stamp=curve.last_stamp, params=meta)
             run.log_artifact(write_curve(args.curve, curve.rows, "train_encoder: loss terms (training, validation) "
                                                                   "and validation retrieval per epoch"), "plots")
     teardown_runtime(runtime)

@@ -61,9 +61,10 @@ def main(argv: list[str] | None = None) -> None:
         model = train_gan(family, data.audio[~held], faces[~held], labels[~held], params, runtime, curve,
                           checkpoint, grid)
         if run is not None:
-            save_model(model, model_path, {"family": family, "trained_on_samples": int((~held).sum()),
-                                           "speakers": len(speaker_ids)})
-            run.log_model_files(model_path)
+            meta = {"family": family, "trained_on_samples": int((~held).sum()), "speakers": len(speaker_ids)}
+            save_model(model, model_path, meta)
+            run.log_model(model_path, family, family, curve.last, step=curve.last_epoch, stamp=curve.last_stamp,
+                          params=meta)
             run.log_artifact(write_curve(args.curve or Path(f"reports/plots/train_gan_{family}.csv"), curve.rows,
                                          f"train_gan@{family}: D and G loss terms per epoch"), "plots")
     teardown_runtime(runtime)

@@ -151,3 +151,31 @@ def test_a_call_the_tracker_refuses_is_dropped_without_holding_up_the_rest(tmp_p
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 2 and "refused" in warnings[0] and "3 params" in warnings[1], warnings
 
+
+
+def test_a_trained_model_is_a_logged_model_of_its_run_with_its_scores_linked(tmp_path, monkeypatch):
+    """What the MLflow UI's model page shows for a training run: the model's files, the scores of its last epoch and
+    its summary, and its params; the run's per-epoch history keeps one point per epoch all the same."""
+    import mlflow
+
+    from s2f.io.tracking import EpochCurve
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "voice_encoder.pt"
+    weights.write_bytes(b"weights")
+    weights.with_suffix(".json").write_text("{}")
+    with stage_run("train_encoder", {}) as run:
+        curve = EpochCurve(run)
+        for epoch, loss in enumerate((2.0, 1.5)):
+            curve(epoch, {"loss_total": loss})
+        run.log_model(weights, "voice_encoder", "speech2face", curve.last | {"kept_epoch": 1.0},
+                      step=curve.last_epoch, stamp=curve.last_stamp, params={"preset": "demo"})
+    client = mlflow.MlflowClient()
+    [model] = client.search_logged_models([run.info.experiment_id])
+    assert (model.name, model.model_type, model.source_run_id) == ("voice_encoder", "speech2face", run.run_id)
+    assert str(model.status) == "READY" and model.params == {"preset": "demo"}
+    assert {(m.key, m.value, m.step) for m in model.metrics} == {("loss_total", 1.5, 1), ("kept_epoch", 1.0, 1)}
+    assert [m.value for m in client.get_metric_history(run.run_id, "loss_total")] == [2.0, 1.5]
+    assert {f.path for f in client.list_logged_model_artifacts(model.model_id)} == {"voice_encoder.pt",
+                                                                                    "voice_encoder.json"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from s2f.orchestration.local import ControlPlane, defaults, stage_progress
+from s2f.orchestration.local import ControlPlane, defaults, stage_progress, watch
 from tests.s3_server import TEST_CREDENTIALS, free_port
 from tests.tiny_repo import make_tiny_repo, run, tool_env
 
@@ -154,7 +154,8 @@ def test_models_are_registered_with_artifacts_on_s3(plane, pipeline_run, s3):
     assert any(k.endswith("voice_encoder.pt") for k in keys), keys[:20]
 
 
-def test_the_pipeline_promotes_its_challenger_and_promote_then_refuses_with_the_reason(plane, pipeline_run):
+def test_the_pipeline_promotes_its_challenger_and_promote_then_refuses_with_the_reason(plane, pipeline_run,
+                                                                                         capsys):
     import mlflow
 
     assert pipeline_run.returncode == 0
@@ -165,9 +166,19 @@ def test_the_pipeline_promotes_its_challenger_and_promote_then_refuses_with_the_
         champion.tags["component.s2f-voice-encoder"]
     promotions = _api(plane, "/flow_runs/filter", {"flows": {"name": {"any_": ["promote"]}}})
     assert [r["state_type"] for r in promotions] == ["COMPLETED"]
-    again = plane.run("promote/default", timeout=300)
-    assert again.returncode != 0
+    capsys.readouterr()
+    status = watch(plane, "promote/default", wait=300, every=1)  # as `make orchestrate` waits: progress as it goes
+    shown = capsys.readouterr().out
+    assert status not in (0, None), shown
     assert "already the champion" in _log(plane)
+    assert "orchestrate: 0 min in; 0 stages done" in shown, shown  # no stage flow runs in a promote run
+
+
+def test_orchestrate_stops_watching_a_run_longer_than_its_wait(plane, pipeline_run):
+    """`make orchestrate --wait` shorter than the run: the watching ends (main() says how to pick the run up), not
+    the run."""
+    assert pipeline_run.returncode == 0
+    assert watch(plane, "promote/default", wait=1, every=1) is None
 
 
 def test_the_nightly_schedule_is_deployed_paused(plane):

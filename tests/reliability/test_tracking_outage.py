@@ -184,6 +184,12 @@ def test_tracker_that_hangs_then_answers_gets_the_kept_metrics(split, tracker, t
     assert _epochs_logged(db) == epochs, "".join(lines)[-3000:]  # every epoch, the kept ones sent late
     assert _run_statuses(db) == ["FINISHED"]
     assert {p.name for p in (tmp_path / "artifacts").rglob("decoder.*")} == {"decoder.pt", "decoder.json"}
+    # the trained model, kept or not while the tracker hung, became one LoggedModel, finished, with its scores linked
+    from mlflow.entities import LoggedModelStatus
+
+    assert _query(db, "select name, status from logged_models") == [("face_decoder", LoggedModelStatus.READY.to_int())]
+    assert _query(db, "select count(*) from logged_model_metrics") == [(len(pd.read_csv(tmp_path / "curve.csv").columns)
+                                                                         - 1,)]
 
 
 def test_unreachable_tracker_at_start_fails_within_seconds_naming_it(split, tmp_path):

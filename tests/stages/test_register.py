@@ -24,7 +24,8 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.setattr(register_stage, "git_commit", lambda: "c0ffee")   # no git here
     tiny_models(tmp_path / "models")
     tiny_gan(tmp_path / "models" / "gan", "wav2pix")
-    (tmp_path / "params.yaml").write_text("data:\n  source: local\ntrain_gan:\n  families: [wav2pix]\n")
+    (tmp_path / "params.yaml").write_text("data:\n  source: local\ntrain_gan:\n  families: [wav2pix]\n"
+                                        "promote:\n  metric: retrieval.6s.recall_at_1\n")
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "metrics.json").write_text(json.dumps(REPORT))
     yield tmp_path
@@ -60,16 +61,38 @@ def test_every_family_is_registered_with_its_own_sections_metrics(workspace, cap
     assert gan.tags["family"] == "wav2pix" and gan.tags["git_commit"] == "c0ffee"
     assert gan.tags["data.source"] == "local"  # what it learned from: infer and the page warn only for `demo`
     assert gan.tags["model.sha256"] == lineage["wav2pix.model.sha256"] and gan.tags["dvc.data.features"] == "unknown"
+    # tagged: the headline numbers and the gate's metric (params' default, retrieval.6s.recall_at_1); the rest of the
+    # section is linked to the version's LoggedModel under the evaluate run's names
     assert {k: float(v) for k, v in gan.tags.items() if k.startswith("metric.")} == {
-        "metric.retrieval.6s.recall_at_1": 0.25, "metric.retrieval.3s_repeated.recall_at_1": 0.125,
-        "metric.images.detection_ratio": 0.75}
+        "metric.retrieval.6s.recall_at_1": 0.25, "metric.images.detection_ratio": 0.75}
+    assert _linked(client, gan) == {"wav2pix.retrieval.6s.recall_at_1": 0.25, "wav2pix.images.detection_ratio": 0.75,
+                                    "wav2pix.retrieval.3s_repeated.recall_at_1": 0.125}
     assert gan.tags["run_id"] == written["run_id"]
 
     for name in ("speech2face", "s2f-voice-encoder", "s2f-face-decoder"):
         version = client.get_model_version_by_alias(name, "challenger")
         assert version.tags["family"] == "speech2face" and version.tags["model.sha256"] == lineage["model.sha256"]
+        assert {k for k in version.tags if k.startswith("metric.")} == {"metric.retrieval.6s.recall_at_1"}
         assert float(version.tags["metric.retrieval.6s.recall_at_1"]) == 0.5           # report["speech2face"]
-        assert float(version.tags["metric.decoded.retrieval.6s.x"]) == 1.0
+        assert _linked(client, version) == {"speech2face.retrieval.6s.recall_at_1": 0.5,
+                                            "speech2face.decoded.retrieval.6s.x": 1.0}
+
+
+def _linked(client, version) -> dict[str, float]:
+    """The metrics linked to a registry version's LoggedModel (what the MLflow UI shows on the model's page)."""
+    model = client.get_logged_model(version.source.removeprefix("models:/"))  # the version of a LoggedModel
+    assert model.source_run_id == version.tags["run_id"]
+    return {metric.key: metric.value for metric in model.metrics}
+
+
+def test_the_gate_metric_is_tagged_whatever_it_is(workspace):
+    import mlflow
+
+    params = workspace / "params.yaml"
+    params.write_text(params.read_text().replace("retrieval.6s.recall_at_1", "retrieval.3s_repeated.recall_at_1"))
+    _register(workspace)
+    gan = mlflow.MlflowClient().get_model_version_by_alias("wav2pix", "challenger")
+    assert float(gan.tags["metric.retrieval.3s_repeated.recall_at_1"]) == 0.125
 
 
 def test_a_family_without_its_report_section_or_its_model_fails_before_registering(workspace, capsys):
