@@ -144,9 +144,9 @@ def log_candidates(encoder: Path, decoder: Path) -> dict[str, object]:
     from s2f.serving.log import log_face_decoder, log_speech2face, log_voice_encoder
 
     _active_run("log_candidates")
-    return {ENCODER: log_voice_encoder(encoder, registered_model_name=ENCODER),
-            DECODER: log_face_decoder(decoder, registered_model_name=DECODER),
-            COMPOSITE: log_speech2face(encoder, decoder, registered_model_name=COMPOSITE)}
+    return {ENCODER: log_voice_encoder(encoder, ENCODER, registered_model_name=ENCODER),
+            DECODER: log_face_decoder(decoder, DECODER, registered_model_name=DECODER),
+            COMPOSITE: log_speech2face(encoder, decoder, COMPOSITE, registered_model_name=COMPOSITE)}
 
 
 def log_family(model: Path, family: str) -> dict[str, object]:

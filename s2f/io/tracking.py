@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 EXPERIMENT = "speech2face"
+# how the MLflow UI shows the experiment: "Model training" (runs, models, their metrics), not the GenAI views
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # MLflow's client retries a failed request 7 times with backoff 2 (about 4 minutes) and waits 120 s for an answer:
 # made for rate-limited hosted trackers, it turns a dead local server into minutes of stalled training per call
 HTTP_CLIENT_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
@@ -132,11 +134,14 @@ def use_experiment(name: str | None = None) -> str:
     experiment = name or os.environ.get("S2F_EXPERIMENT", EXPERIMENT)
     if mlflow.get_experiment_by_name(experiment) is None:
         try:
-            mlflow.create_experiment(experiment, artifact_location=artifact_location())
+            mlflow.create_experiment(experiment, artifact_location=artifact_location(), tags=EXPERIMENT_KIND)
         except mlflow.exceptions.MlflowException:  # created meanwhile by a stage on another worker
             if mlflow.get_experiment_by_name(experiment) is None:
                 raise
-    mlflow.set_experiment(experiment)
+    found = mlflow.set_experiment(experiment)
+    for key, value in EXPERIMENT_KIND.items():  # an experiment made before the tag existed gets it too
+        if found.tags.get(key) != value:
+            mlflow.set_experiment_tag(key, value)
     return experiment
 
 

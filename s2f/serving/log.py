@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parent   # the whole `s2f` package travels with the model
+# the LoggedModel type of what serving loads, told apart in the MLflow UI from the training runs' weights (whose type
+# is their family)
+SERVED_TYPE = "pyfunc"
 REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "soundfile", "pillow")
 
 
@@ -100,7 +103,7 @@ def _log(code: str, weights: dict[str, Path], name: str, registered_model_name: 
         return mlflow.pyfunc.log_model(
             name=name, python_model=str(HERE / code), artifacts=artifacts, code_paths=[str(PACKAGE)],
             signature=signature, input_example=example, pip_requirements=requirements(),
-            registered_model_name=registered_model_name)
+            registered_model_name=registered_model_name, model_type=SERVED_TYPE)
 
 
 def _stage(weights: Path, folder: Path) -> Path:

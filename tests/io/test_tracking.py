@@ -175,6 +175,8 @@ def test_a_trained_model_is_a_logged_model_of_its_run_with_its_scores_linked(tmp
     [model] = client.search_logged_models([run.info.experiment_id])
     assert (model.name, model.model_type, model.source_run_id) == ("voice_encoder", "speech2face", run.run_id)
     assert str(model.status) == "READY" and model.params == {"preset": "demo"}
+    # the UI opens the experiment as model training (runs, models, metrics), not on its GenAI views
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert {(m.key, m.value, m.step) for m in model.metrics} == {("loss_total", 1.5, 1), ("kept_epoch", 1.0, 1)}
     assert [m.value for m in client.get_metric_history(run.run_id, "loss_total")] == [2.0, 1.5]
     assert {f.path for f in client.list_logged_model_artifacts(model.model_id)} == {"voice_encoder.pt",

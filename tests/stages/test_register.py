@@ -82,6 +82,7 @@ def _linked(client, version) -> dict[str, float]:
     """The metrics linked to a registry version's LoggedModel (what the MLflow UI shows on the model's page)."""
     model = client.get_logged_model(version.source.removeprefix("models:/"))  # the version of a LoggedModel
     assert model.source_run_id == version.tags["run_id"]
+    assert (model.name, model.model_type) == (version.name, "pyfunc")  # told apart from the training runs' weights
     return {metric.key: metric.value for metric in model.metrics}
 
 
