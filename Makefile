@@ -43,6 +43,7 @@ orchestrate-down:    ## stop the workers and the Prefect server that `make orche
 	python -m s2f.orchestration.local down
 
 mlflow-ui: setup     ## browse runs, curves, face grids and models at http://127.0.0.1:5000
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the Model training views: runs, models, their metrics)"
 	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --host 127.0.0.1 --port 5000
 
 lock:                ## re-resolve requirements.in into requirements.lock in a scratch venv

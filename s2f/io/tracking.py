@@ -224,7 +224,8 @@ class _LoggedModel:
             self.uploaded = True
         if not self.linked:
             client.log_batch(run_id, synchronous=True, metrics=[
-                Metric(m.key, m.value, m.timestamp, m.step, model_id=self.model_id) for m in self.metrics])
+                Metric(m.key, m.value, m.timestamp, m.step, model_id=self.model_id, dataset_name=m.dataset_name,
+                       dataset_digest=m.dataset_digest) for m in self.metrics])
             self.linked = True
         client.finalize_logged_model(self.model_id, "READY")
 
@@ -275,6 +276,7 @@ class TrackedRun:
         self._next_probe = 0.0
         self._dropped = 0               # metric values past MAX_BUFFERED
         self._refused: list[_Call] = []  # calls a tracker that answers turned down (a bad value, a deleted run)
+        self._dataset: tuple[str, str] | None = None  # (name, digest) of the data the run logged it trained on
 
     @property
     def run_id(self) -> str:
@@ -312,6 +314,8 @@ class TrackedRun:
             dataset = mlflow.data.from_pandas(frame, source=source, name=name,
                                               digest=digest.removesuffix(".dir") if digest else None)
             entity = dataset._to_mlflow_entity()  # the schema is inferred here, with its hint
+        if context == "training":
+            self._dataset = (entity.name, entity.digest)
         self._submit(_Call(inputs=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]))
 
     def log_model(self, weights: Path, name: str, model_type: str, metrics: dict[str, float], step: int = 0,
@@ -320,11 +324,14 @@ class TrackedRun:
         `metrics` (what it scored at `step`) logged in the run and linked to it, and `params` on it.
 
         A value the run already has at that step and `stamp` (an epoch's, from `EpochCurve.last_stamp`) is linked,
-        not logged twice: its metric history keeps one point per epoch."""
+        not logged twice: its metric history keeps one point per epoch. The metrics name the training data the run
+        logged (`log_dataset`), so the model's page says what it was trained on."""
         from mlflow.entities import Metric
 
         stamp = stamp or now_ms()
-        values = [Metric(key, float(value), stamp, step) for key, value in metrics.items()]
+        name_digest = self._dataset or (None, None)
+        values = [Metric(key, float(value), stamp, step, dataset_name=name_digest[0], dataset_digest=name_digest[1])
+                  for key, value in metrics.items()]
         self._submit(_Call(model=_LoggedModel(weights, name, model_type, self.info.experiment_id, values,
                                               _flatten(params or {}))))
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import boto3
+import pandas as pd
 import pytest
 
 from s2f.io.http import wait_until_answers
@@ -166,6 +167,7 @@ def test_a_trained_model_is_a_logged_model_of_its_run_with_its_scores_linked(tmp
     weights.write_bytes(b"weights")
     weights.with_suffix(".json").write_text("{}")
     with stage_run("train_encoder", {}) as run:
+        run.log_dataset(pd.DataFrame({"speaker": ["a", "b"]}), "train", "data/features")
         curve = EpochCurve(run)
         for epoch, loss in enumerate((2.0, 1.5)):
             curve(epoch, {"loss_total": loss})
@@ -178,6 +180,7 @@ def test_a_trained_model_is_a_logged_model_of_its_run_with_its_scores_linked(tmp
     # the UI opens the experiment as model training (runs, models, metrics), not on its GenAI views
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert {(m.key, m.value, m.step) for m in model.metrics} == {("loss_total", 1.5, 1), ("kept_epoch", 1.0, 1)}
+    assert {m.dataset_name for m in model.metrics} == {"train"}  # the page lists the data it was trained on
     assert [m.value for m in client.get_metric_history(run.run_id, "loss_total")] == [2.0, 1.5]
     assert {f.path for f in client.list_logged_model_artifacts(model.model_id)} == {"voice_encoder.pt",
                                                                                     "voice_encoder.json"}
