@@ -17,7 +17,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from s2f.config import PromoteParams
-from s2f.registry import CHALLENGER, CHAMPION, COMPOSITE, alias_version, champion_history, metric_of, set_champion
+from s2f.registry import (CHALLENGER, CHAMPION, COMPOSITE, alias_version, champion_history, set_champion,
+                          version_metric)
 
 
 ROLLED_BACK_TAG = "promotion.rolled_back_at"
@@ -82,8 +83,8 @@ def promote(client, gate: PromoteParams, name: str = COMPOSITE) -> Decision:
         raise PromotionRefused(f"{name} version {challenger.version} is already the champion")
     if ROLLED_BACK_TAG in challenger.tags:
         raise PromotionRefused(f"{name} version {challenger.version} was rolled back; register a new one")
-    decision = decide(gate, metric_of(challenger.tags, gate.metric),
-                      None if champion is None else metric_of(champion.tags, gate.metric), champion is not None)
+    decision = decide(gate, version_metric(client, challenger, gate.metric),
+                      None if champion is None else version_metric(client, champion, gate.metric), champion is not None)
     _record(client, name, challenger.version, decision, gate, None if champion is None else str(champion.version))
     if not decision.promote:
         raise PromotionRefused(f"refused {name} version {challenger.version}: {decision.reason}")

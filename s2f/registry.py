@@ -120,17 +120,33 @@ def metric_tags(flat_metrics: dict[str, float]) -> dict[str, str]:
     return {f"{METRIC_TAG}{name}": repr(float(value)) for name, value in flat_metrics.items()}
 
 
-def link_metrics(client, run_id: str, model_id: str, prefix: str, flat_metrics: dict[str, float]) -> None:
-    """Log `flat_metrics` in the run, each linked to the LoggedModel `model_id` (MLflow shows them on its page)."""
-    import time
-
+def link_metrics(client, run_id: str, model_id: str, prefix: str, flat_metrics: dict[str, float], stamp: int) -> None:
+    """Log `flat_metrics` in the run at `stamp`, each linked to the LoggedModel `model_id` (MLflow shows them on its
+    page). Several models given the same values and stamp share one point of the run's history."""
     from mlflow.entities import Metric
 
-    stamp = int(time.time() * 1000)
+    from s2f.io.tracking import METRICS_PER_REQUEST
+
     metrics = [Metric(f"{prefix}.{name}", float(value), stamp, 0, model_id=model_id)
                for name, value in flat_metrics.items()]
-    for lo in range(0, len(metrics), 1000):  # MLflow's log-batch limit
-        client.log_batch(run_id, metrics=metrics[lo:lo + 1000], synchronous=True)
+    for lo in range(0, len(metrics), METRICS_PER_REQUEST):
+        client.log_batch(run_id, metrics=metrics[lo:lo + METRICS_PER_REQUEST], synchronous=True)
+
+
+def version_metric(client, version, name: str) -> float | None:
+    """A metric of a model version: its `metric.<name>` tag or else, for a gate changed to a metric the version was
+    not tagged with, the value linked to its LoggedModel (`FAMILY.<name>`); None when it has neither."""
+    from mlflow.exceptions import MlflowException
+
+    tagged = metric_of(version.tags, name)
+    if tagged is not None or not (version.source or "").startswith("models:/"):
+        return tagged
+    key = f"{version.tags.get(FAMILY_TAG, version.name)}.{name}"
+    try:
+        linked = client.get_logged_model(version.source.removeprefix("models:/")).metrics or []
+    except MlflowException:
+        return None
+    return next((m.value for m in linked if m.key == key), None)
 
 
 def metric_of(tags: dict[str, str], name: str) -> float | None:
@@ -168,12 +184,15 @@ def tag_challengers(logged: dict[str, object], flat_metrics: dict[str, dict[str,
     after another's metrics were linked would carry those too."""
     import mlflow
 
+    from s2f.io.tracking import now_ms
+
     run = _active_run("tag_challengers")
     client = mlflow.MlflowClient()
     versions = {name: str(info.registered_model_version) for name, info in logged.items()}
+    stamp = now_ms()
     for name, info in logged.items():
         family = COMPOSITE if name in MODELS else name
-        link_metrics(client, run.info.run_id, info.model_id, family, flat_metrics[family])
+        link_metrics(client, run.info.run_id, info.model_id, family, flat_metrics[family], stamp)
         tags = {FAMILY_TAG: family, **provenance[family], **metric_tags(headline_metrics(flat_metrics[family],
                                                                                          gate_metric)),
                 "run_id": run.info.run_id}

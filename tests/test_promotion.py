@@ -3,6 +3,8 @@ rolled back through `s2f promote`, with the decision recorded on the model versi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from s2f.config import PromoteParams
@@ -97,6 +99,32 @@ def test_promote_refuse_and_rollback_through_the_cli(registry, capsys):
     assert "no speech2face@challenger" in capsys.readouterr().err
     assert _promote("--rollback") == 1                                # nothing older than version 1
     assert "no previous champion" in capsys.readouterr().err
+
+
+def test_a_gate_changed_to_a_metric_the_versions_were_not_tagged_with_reads_their_linked_metrics(families):
+    """Versions are tagged with the headline metrics and the gate's at registration; a later gate on another metric
+    of the report still compares them, from the metrics linked to each version's LoggedModel."""
+    import mlflow
+
+    from s2f.io.tracking import stage_run
+    from s2f.promotion import promote
+    from s2f.registry import register_family
+    from tests.serving import tiny_gan
+
+    _, _, client = families
+    model = tiny_gan(Path.cwd(), "wav2pix")
+    for detection in (0.25, 0.5):   # not a headline metric, not the gate at registration time
+        with stage_run("register", {}):
+            register_family(model, "wav2pix", {"retrieval.6s.recall_at_1": 0.1, "images.frechet_distance": detection},
+                            GATE.metric, {"git_commit": "abc", "model.sha256": "f" * 64})
+        if detection == 0.25:
+            promote(mlflow.MlflowClient(), GATE, "wav2pix")
+    version = client.get_model_version_by_alias("wav2pix", "challenger")
+    assert "metric.images.frechet_distance" not in version.tags
+    decision = promote(client, PromoteParams(metric="images.frechet_distance", higher_is_better=True,
+                                             min_improvement=0.1), "wav2pix")
+    assert (decision.challenger_value, decision.champion_value) == (0.5, 0.25)
+    assert str(client.get_model_version_by_alias("wav2pix", "champion").version) == "2"
 
 
 def test_promote_without_any_registration_says_what_to_do(registry, capsys):

@@ -34,6 +34,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -52,6 +53,10 @@ PROBE_SECONDS = 5.0        # how long the start-up check waits for a tracking se
 REPROBE_SECONDS = 10.0     # while the tracker is away, how often a logging call checks whether it is back
 MAX_BUFFERED = 200_000     # metric values kept while the tracker is away; later ones are dropped (and counted)
 METRICS_PER_REQUEST = 1000  # MLflow's log-batch limit: one request each, so a failed send is all or nothing
+# the LoggedModel type of a training run's model (its weights and config), told apart in the MLflow UI from what
+# `register` logs for serving (s2f.serving.log.SERVED_TYPE)
+TRAINED_TYPE = "weights"
+LOG_KEY_TAG = "s2f.log_key"  # on a training run's LoggedModel: which logging call made it
 
 
 def now_ms() -> int:
@@ -199,11 +204,12 @@ class _LoggedModel:
 
     weights: Path
     name: str
-    model_type: str
     experiment_id: str
     metrics: list                    # mlflow.entities.Metric, without the model id until it exists
     params: dict[str, str]
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)  # finds a model made by a call whose answer was lost
     model_id: str | None = None
+    tried: bool = False
     uploaded: bool = False
     linked: bool = False
 
@@ -213,9 +219,15 @@ class _LoggedModel:
 
         from mlflow.entities import Metric
 
+        if self.model_id is None and self.tried:  # a tracker that hung may have made it before its answer was lost
+            made = client.search_logged_models([self.experiment_id], filter_string=(
+                f"name = '{self.name}' AND tags.`{LOG_KEY_TAG}` = '{self.key}'"))
+            self.model_id = made[0].model_id if made else None
         if self.model_id is None:
+            self.tried = True
             self.model_id = client.create_logged_model(self.experiment_id, name=self.name, source_run_id=run_id,
-                                                       params=self.params, model_type=self.model_type).model_id
+                                                       tags={LOG_KEY_TAG: self.key}, params=self.params,
+                                                       model_type=TRAINED_TYPE).model_id
         if not self.uploaded:
             with tempfile.TemporaryDirectory() as tmp:  # the model's artifacts are a folder: these two files
                 for path in (self.weights, self.weights.with_suffix(".json")):
@@ -223,11 +235,25 @@ class _LoggedModel:
                 client.log_model_artifacts(self.model_id, tmp)
             self.uploaded = True
         if not self.linked:
-            client.log_batch(run_id, synchronous=True, metrics=[
-                Metric(m.key, m.value, m.timestamp, m.step, model_id=self.model_id, dataset_name=m.dataset_name,
-                       dataset_digest=m.dataset_digest) for m in self.metrics])
+            linked = [Metric(m.key, m.value, m.timestamp, m.step, model_id=self.model_id, dataset_name=m.dataset_name,
+                             dataset_digest=m.dataset_digest) for m in self.metrics]
+            for lo in range(0, len(linked), METRICS_PER_REQUEST):  # a repeated request logs nothing twice
+                client.log_batch(run_id, synchronous=True, metrics=linked[lo:lo + METRICS_PER_REQUEST])
             self.linked = True
         client.finalize_logged_model(self.model_id, "READY")
+
+    def give_up(self, client) -> None:
+        """Mark a model the tracker refused to complete as FAILED, not left PENDING (best effort)."""
+        if self.model_id is not None:
+            try:
+                client.finalize_logged_model(self.model_id, "FAILED")
+            except Exception:  # noqa: BLE001 - the refusal has been reported already
+                pass
+
+    def unsent(self) -> str:
+        """What of this model has not reached the tracker, for the last warning line."""
+        missing = [part for part, done in (("files", self.uploaded), ("scores", self.linked)) if not done]
+        return f"model {self.name} ({' and '.join(missing) or 'not marked ready'})"
 
 
 @dataclass
@@ -318,12 +344,12 @@ class TrackedRun:
             self._dataset = (entity.name, entity.digest)
         self._submit(_Call(inputs=[DatasetInput(entity, tags=[InputTag("mlflow.data.context", context)])]))
 
-    def log_model(self, weights: Path, name: str, model_type: str, metrics: dict[str, float], step: int = 0,
+    def log_model(self, weights: Path, name: str, metrics: dict[str, float], step: int = 0,
                   stamp: int | None = None, params: dict | None = None) -> None:
-        """Log a saved model (weights and its JSON config) as a LoggedModel of this run, named `name`, with
-        `metrics` (what it scored at `step`) logged in the run and linked to it, and `params` on it.
+        """Log a saved model (weights and its JSON config) as a LoggedModel of this run, named `name` and typed
+        TRAINED_TYPE, with `metrics` (what it scored at `step`) logged in the run and linked to it, and `params` on it.
 
-        A value the run already has at that step and `stamp` (an epoch's, from `EpochCurve.last_stamp`) is linked,
+        A value the run already has at that step and `stamp` (an epoch's, from `EpochCurve.scores`) is linked,
         not logged twice: its metric history keeps one point per epoch. The metrics name the training data the run
         logged (`log_dataset`), so the model's page says what it was trained on."""
         from mlflow.entities import Metric
@@ -332,7 +358,7 @@ class TrackedRun:
         name_digest = self._dataset or (None, None)
         values = [Metric(key, float(value), stamp, step, dataset_name=name_digest[0], dataset_digest=name_digest[1])
                   for key, value in metrics.items()]
-        self._submit(_Call(model=_LoggedModel(weights, name, model_type, self.info.experiment_id, values,
+        self._submit(_Call(model=_LoggedModel(weights, name, self.info.experiment_id, values,
                                               _flatten(params or {}))))
 
     def close(self, status: str) -> None:
@@ -379,6 +405,8 @@ class TrackedRun:
         if not self._refused:
             self._warn(f"refused a logging call of run {self.run_id} ({_reason(err)}); calls it refuses are "
                        f"dropped, the stage goes on")
+        if call.model is not None:
+            call.model.give_up(self._client)
         self._refused.append(call)
         return True
 
@@ -438,9 +466,9 @@ class TrackedRun:
     def _lost(self) -> str:
         """What never reached the tracker, for the last warning line."""
         lost = self._pending + self._refused
-        values = sum(len(c.metrics) + (len(c.model.metrics) if c.model else 0) for c in lost) + self._dropped
+        values = sum(len(c.metrics) for c in lost) + self._dropped
         files = [Path(c.artifact[0]).name for c in lost if c.artifact is not None] + \
-                [f"{c.model.weights.name} (model {c.model.name})" for c in lost if c.model is not None]
+                [c.model.unsent() for c in lost if c.model is not None]
         params = sum(len(c.params) for c in lost)
         parts = [f"{values} metric values"] * bool(values) + [f"{params} params"] * bool(params) + \
                 [f"the files {', '.join(files)}"] * bool(files)
@@ -553,7 +581,7 @@ class EpochCurve:
     def __init__(self, run: TrackedRun | None = None, prefix: str = "", label: str | None = None,
                  epochs: int | None = None) -> None:
         self.rows: list[dict] = []
-        self.last_stamp: int | None = None   # when the last epoch's values were logged
+        self.stamps: list[int] = []   # when each row's values were logged (MLflow's timestamp)
         self.run = run
         self.prefix = prefix
         self.progress = None
@@ -564,10 +592,10 @@ class EpochCurve:
 
     def __call__(self, epoch: int, metrics: dict[str, float]) -> None:
         self.rows.append({"epoch": epoch, **metrics})
-        self.last_stamp = now_ms()
+        self.stamps.append(now_ms())
         if self.run is not None:
             self.run.log_metrics({f"{self.prefix}{k}": v for k, v in metrics.items()}, step=epoch,
-                                 stamp=self.last_stamp)
+                                 stamp=self.stamps[-1])
         if self.progress is not None:  # epochs count from 0; a resumed run starts past the first
             shown = {name: float(metrics[key]) for key, name in self.SHOWN.items() if key in metrics}
             self.progress.update(epoch + 1 - self.progress.done, **shown)
@@ -578,9 +606,12 @@ class EpochCurve:
     def last(self) -> dict[str, float]:
         return {k: v for k, v in self.rows[-1].items() if k != "epoch"}
 
-    @property
-    def last_epoch(self) -> int:
-        return int(self.rows[-1]["epoch"])
+    def scores(self, epoch: int | None = None) -> tuple[dict[str, float], int, int]:
+        """An epoch's values as logged (the last epoch's by default or when it has no row), its step and its
+        timestamp: what `TrackedRun.log_model` links to the model trained, without logging them twice."""
+        k = next((i for i, r in enumerate(self.rows) if r["epoch"] == epoch), len(self.rows) - 1)
+        values = {f"{self.prefix}{key}": v for key, v in self.rows[k].items() if key != "epoch"}
+        return values, int(self.rows[k]["epoch"]), self.stamps[k]
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, str]:

@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         if run is not None:  # the main process
             meta = {"trained_on_samples": len(data.embedding)}
             save_model(model, args.model, meta)
-            run.log_model(args.model, "face_decoder", "speech2face", curve.last, step=curve.last_epoch,
-                          stamp=curve.last_stamp, params=meta)
+            scores, step, stamp = curve.scores()
+            run.log_model(args.model, "face_decoder", scores, step=step, stamp=stamp, params=meta)
             run.log_artifact(write_curve(args.curve, curve.rows, "train_decoder: loss terms per epoch"), "plots")
     teardown_runtime(runtime)
     if not runtime.is_main:

@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> None:
             meta = {"trained_on_samples": trained.train_samples, "preset": params.model.preset,
                     "kept_epoch": trained.kept_epoch}
             save_model(trained.model, args.model, meta)
-            run.log_model(args.model, "voice_encoder", "speech2face", curve.last | summary, step=curve.last_epoch,
-                          stamp=curve.last_stamp, params=meta)
+            scores, step, stamp = curve.scores(trained.kept_epoch)  # the kept epoch's: the weights saved
+            run.log_model(args.model, "voice_encoder", scores | summary, step=step, stamp=stamp, params=meta)
             run.log_artifact(write_curve(args.curve, curve.rows, "train_encoder: loss terms (training, validation) "
                                                                   "and validation retrieval per epoch"), "plots")
     teardown_runtime(runtime)

@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         if run is not None:
             meta = {"family": family, "trained_on_samples": int((~held).sum()), "speakers": len(speaker_ids)}
             save_model(model, model_path, meta)
-            run.log_model(model_path, family, family, curve.last, step=curve.last_epoch, stamp=curve.last_stamp,
-                          params=meta)
+            scores, step, stamp = curve.scores()
+            run.log_model(model_path, family, scores, step=step, stamp=stamp, params=meta)
             run.log_artifact(write_curve(args.curve or Path(f"reports/plots/train_gan_{family}.csv"), curve.rows,
                                          f"train_gan@{family}: D and G loss terms per epoch"), "plots")
     teardown_runtime(runtime)

@@ -171,11 +171,12 @@ def test_a_trained_model_is_a_logged_model_of_its_run_with_its_scores_linked(tmp
         curve = EpochCurve(run)
         for epoch, loss in enumerate((2.0, 1.5)):
             curve(epoch, {"loss_total": loss})
-        run.log_model(weights, "voice_encoder", "speech2face", curve.last | {"kept_epoch": 1.0},
-                      step=curve.last_epoch, stamp=curve.last_stamp, params={"preset": "demo"})
+        scores, step, stamp = curve.scores()
+        run.log_model(weights, "voice_encoder", scores | {"kept_epoch": 1.0}, step=step, stamp=stamp,
+                      params={"preset": "demo"})
     client = mlflow.MlflowClient()
     [model] = client.search_logged_models([run.info.experiment_id])
-    assert (model.name, model.model_type, model.source_run_id) == ("voice_encoder", "speech2face", run.run_id)
+    assert (model.name, model.model_type, model.source_run_id) == ("voice_encoder", "weights", run.run_id)
     assert str(model.status) == "READY" and model.params == {"preset": "demo"}
     # the UI opens the experiment as model training (runs, models, metrics), not on its GenAI views
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
@@ -184,3 +185,49 @@ def test_a_trained_model_is_a_logged_model_of_its_run_with_its_scores_linked(tmp
     assert [m.value for m in client.get_metric_history(run.run_id, "loss_total")] == [2.0, 1.5]
     assert {f.path for f in client.list_logged_model_artifacts(model.model_id)} == {"voice_encoder.pt",
                                                                                     "voice_encoder.json"}
+
+
+class _GoesAwayOnce:
+    """The real client, but the tracker goes away once during `fails` (before it acts, or after: the answer lost)."""
+
+    def __init__(self, client, fails: str, after: bool = False):
+        self.client, self.fails, self.after, self.failed = client, fails, after, False
+
+    def __getattr__(self, name):
+        call = getattr(self.client, name)
+        if name != self.fails or self.failed:
+            return call
+
+        def once(*args, **kwargs):
+            self.failed = True
+            if self.after:
+                call(*args, **kwargs)
+            raise ConnectionError("the tracker went away")
+        return once
+
+
+@pytest.mark.parametrize("fails, after", [("create_logged_model", True), ("log_model_artifacts", False),
+                                          ("log_batch", False), ("finalize_logged_model", False)])
+def test_a_model_sent_again_after_an_outage_is_made_and_linked_once(tmp_path, monkeypatch, fails, after):
+    """However far a model's logging got when the tracker went away (its creation answered or not), sending the kept
+    call again finishes it: one READY model, its files, its scores linked once."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    from s2f.io.tracking import _LoggedModel
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / "wen2019.pt"
+    weights.write_bytes(b"weights")
+    weights.with_suffix(".json").write_text("{}")
+    with stage_run("train_gan@wen2019", {}) as run:
+        client = mlflow.MlflowClient()
+        call = _LoggedModel(weights, "wen2019", run.info.experiment_id, [Metric("loss_g_total", 0.5, 1000, 3)], {})
+        with pytest.raises(ConnectionError):
+            call.send(_GoesAwayOnce(client, fails, after), run.run_id)
+        call.send(client, run.run_id)
+    [model] = client.search_logged_models([run.info.experiment_id])
+    assert str(model.status) == "READY" and [(m.key, m.value) for m in model.metrics] == [("loss_g_total", 0.5)]
+    assert {f.path for f in client.list_logged_model_artifacts(model.model_id)} == {"wen2019.pt", "wen2019.json"}
+    assert len(client.get_metric_history(run.run_id, "loss_g_total")) == 1

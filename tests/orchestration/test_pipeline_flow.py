@@ -174,14 +174,20 @@ def test_the_pipeline_promotes_its_challenger_and_promote_then_refuses_with_the_
     assert "orchestrate: 0 min in; 0 stages done" in shown, shown  # no stage flow runs in a promote run
 
 
-def test_orchestrate_stops_watching_a_run_longer_than_its_wait(plane, pipeline_run):
-    """`make orchestrate --wait` shorter than the run: the watching ends (main() says how to pick the run up), not
-    the run."""
-    assert pipeline_run.returncode == 0
-    assert watch(plane, "promote/default", wait=1, every=1) is None
-
-
 def test_the_nightly_schedule_is_deployed_paused(plane):
     deployment = json.loads(urllib.request.urlopen(f"{plane.api_url}/deployments/name/pipeline/nightly",
                                                    timeout=30).read())
     assert [(s["schedule"]["cron"], s["active"]) for s in deployment["schedules"]] == [("0 2 * * *", False)]
+
+
+def test_orchestrate_stops_watching_a_run_longer_than_its_wait_and_the_run_goes_on(plane, pipeline_run, capsys):
+    """`make orchestrate --wait` shorter than the run: the watching ends (main() then says how to pick the run up),
+    the run does not. A second pipeline pass takes minutes of flow runs (a checkout and a restore per stage); the
+    last test of the module, so nothing after it shares the workers with that pass."""
+    assert pipeline_run.returncode == 0
+    before = {r["id"] for r in _api(plane, "/flow_runs/filter", {"flows": {"name": {"any_": ["pipeline"]}}})}
+    assert watch(plane, "pipeline/demo", wait=20, every=10) is None
+    assert "orchestrate: 0 min in; " in capsys.readouterr().out   # progress while it waited
+    [second] = [r for r in _api(plane, "/flow_runs/filter", {"flows": {"name": {"any_": ["pipeline"]}}})
+                if r["id"] not in before]
+    assert second["state_type"] in ("SCHEDULED", "PENDING", "RUNNING"), second["state_type"]
