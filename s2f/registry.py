@@ -121,16 +121,14 @@ def metric_tags(flat_metrics: dict[str, float]) -> dict[str, str]:
 
 
 def link_metrics(client, run_id: str, model_id: str, prefix: str, flat_metrics: dict[str, float], stamp: int) -> None:
-    """Log `flat_metrics` in the run at `stamp`, each linked to the LoggedModel `model_id` (MLflow shows them on its
-    page). Several models given the same values and stamp share one point of the run's history."""
+    """Log `flat_metrics` in the run at `stamp` as `prefix.<name>`, each linked to the LoggedModel `model_id` (MLflow
+    shows them on its page). Several models given the same values and stamp share one point of the run's history."""
     from mlflow.entities import Metric
 
-    from s2f.io.tracking import METRICS_PER_REQUEST
+    from s2f.io.tracking import log_linked_metrics
 
-    metrics = [Metric(f"{prefix}.{name}", float(value), stamp, 0, model_id=model_id)
-               for name, value in flat_metrics.items()]
-    for lo in range(0, len(metrics), METRICS_PER_REQUEST):
-        client.log_batch(run_id, metrics=metrics[lo:lo + METRICS_PER_REQUEST], synchronous=True)
+    log_linked_metrics(client, run_id, model_id, [Metric(f"{prefix}.{name}", float(value), stamp, 0)
+                                                  for name, value in flat_metrics.items()])
 
 
 def version_metric(client, version, name: str) -> float | None:

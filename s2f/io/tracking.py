@@ -196,6 +196,18 @@ def bounded_http_client() -> AbstractContextManager[None]:
     return _environment({k: v for k, v in HTTP_CLIENT_DEFAULTS.items() if k not in os.environ})
 
 
+def log_linked_metrics(client, run_id: str, model_id: str, metrics: list) -> None:
+    """Log `metrics` (mlflow.entities.Metric) in the run, each linked to the LoggedModel `model_id`, one request per
+    METRICS_PER_REQUEST. A value the run already has (same key, step, timestamp and value) is linked, not logged
+    again, so a repeated request, or several models given the same values, leave one point in the run's history."""
+    from mlflow.entities import Metric
+
+    linked = [Metric(m.key, m.value, m.timestamp, m.step, model_id=model_id, dataset_name=m.dataset_name,
+                     dataset_digest=m.dataset_digest) for m in metrics]
+    for lo in range(0, len(linked), METRICS_PER_REQUEST):
+        client.log_batch(run_id, synchronous=True, metrics=linked[lo:lo + METRICS_PER_REQUEST])
+
+
 @dataclass
 class _LoggedModel:
     """A trained model's files (X.pt and X.json) as an MLflow LoggedModel of the run, with the scores it ended on
@@ -217,8 +229,6 @@ class _LoggedModel:
         import shutil
         import tempfile
 
-        from mlflow.entities import Metric
-
         if self.model_id is None and self.tried:  # a tracker that hung may have made it before its answer was lost
             made = client.search_logged_models([self.experiment_id], filter_string=(
                 f"name = '{self.name}' AND tags.`{LOG_KEY_TAG}` = '{self.key}'"))
@@ -235,10 +245,7 @@ class _LoggedModel:
                 client.log_model_artifacts(self.model_id, tmp)
             self.uploaded = True
         if not self.linked:
-            linked = [Metric(m.key, m.value, m.timestamp, m.step, model_id=self.model_id, dataset_name=m.dataset_name,
-                             dataset_digest=m.dataset_digest) for m in self.metrics]
-            for lo in range(0, len(linked), METRICS_PER_REQUEST):  # a repeated request logs nothing twice
-                client.log_batch(run_id, synchronous=True, metrics=linked[lo:lo + METRICS_PER_REQUEST])
+            log_linked_metrics(client, run_id, self.model_id, self.metrics)
             self.linked = True
         client.finalize_logged_model(self.model_id, "READY")
 

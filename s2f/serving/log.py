@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parent   # the whole `s2f` package travels with the model
-# the LoggedModel type of what serving loads, told apart in the MLflow UI from the training runs' weights (whose type
-# is their family)
+# the LoggedModel type of what serving loads, told apart in the MLflow UI from the training runs' models (type
+# s2f.io.tracking.TRAINED_TYPE, "weights")
 SERVED_TYPE = "pyfunc"
 REQUIREMENTS = ("mlflow", "torch", "numpy", "pandas", "scipy", "soundfile", "pillow")
 

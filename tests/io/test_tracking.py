@@ -154,6 +154,16 @@ def test_a_call_the_tracker_refuses_is_dropped_without_holding_up_the_rest(tmp_p
 
 
 
+def _saved_model(tmp_path: Path, monkeypatch, name: str) -> Path:
+    """A fresh SQLite store as the tracker, and a saved model NAME.pt beside NAME.json to log."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
+    monkeypatch.chdir(tmp_path)
+    weights = tmp_path / f"{name}.pt"
+    weights.write_bytes(b"weights")
+    weights.with_suffix(".json").write_text("{}")
+    return weights
+
+
 def test_a_trained_model_is_a_logged_model_of_its_run_with_its_scores_linked(tmp_path, monkeypatch):
     """What the MLflow UI's model page shows for a training run: the model's files, the scores of its last epoch and
     its summary, and its params; the run's per-epoch history keeps one point per epoch all the same."""
@@ -161,11 +171,7 @@ def test_a_trained_model_is_a_logged_model_of_its_run_with_its_scores_linked(tmp
 
     from s2f.io.tracking import EpochCurve
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
-    monkeypatch.chdir(tmp_path)
-    weights = tmp_path / "voice_encoder.pt"
-    weights.write_bytes(b"weights")
-    weights.with_suffix(".json").write_text("{}")
+    weights = _saved_model(tmp_path, monkeypatch, "voice_encoder")
     with stage_run("train_encoder", {}) as run:
         run.log_dataset(pd.DataFrame({"speaker": ["a", "b"]}), "train", "data/features")
         curve = EpochCurve(run)
@@ -216,11 +222,7 @@ def test_a_model_sent_again_after_an_outage_is_made_and_linked_once(tmp_path, mo
 
     from s2f.io.tracking import _LoggedModel
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.db'}")
-    monkeypatch.chdir(tmp_path)
-    weights = tmp_path / "wen2019.pt"
-    weights.write_bytes(b"weights")
-    weights.with_suffix(".json").write_text("{}")
+    weights = _saved_model(tmp_path, monkeypatch, "wen2019")
     with stage_run("train_gan@wen2019", {}) as run:
         client = mlflow.MlflowClient()
         call = _LoggedModel(weights, "wen2019", run.info.experiment_id, [Metric("loss_g_total", 0.5, 1000, 3)], {})
