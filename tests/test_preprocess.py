@@ -17,7 +17,7 @@ from skimage import data as skdata
 
 from s2f.config import PreprocessParams
 from s2f.io.shards import read_shard
-from s2f.preprocess import Rejection, Sample, preprocess_corpus, process_clip, record_name
+from s2f.preprocess import Rejection, Sample, decode_threads, preprocess_corpus, process_clip, record_name
 from tests.conftest import ROOT, ffmpeg
 
 
@@ -92,6 +92,20 @@ def test_any_sample_rate_and_channel_count_becomes_16k_mono(tmp_path, demo_clips
     assert isinstance(sample, Sample), sample
     assert sample.stats["audio_rate"] == rate and sample.audio.shape == (96000,)
     assert abs(_dominant_hz(sample.audio) - 440) <= 2  # the tone survives resampling at its pitch
+
+
+@pytest.mark.parametrize("clip", ["eamm_mead__crop_M030_sad_3_001.mp4", "video_retalking__examples_face_4.mp4"])
+def test_decoder_threads_do_not_change_the_sample(realsample, clip):
+    """ffmpeg's thread count is chosen per machine and worker count (`decode_threads`): the sample must not be."""
+    one, many = (process_clip(realsample / "clips" / clip, PreprocessParams(), decode_threads=t) for t in (1, 4))
+    assert isinstance(one, Sample) and isinstance(many, Sample), (one, many)
+    assert one.audio_flac == many.audio_flac and one.face_jpeg == many.face_jpeg
+    assert one.stats == many.stats
+
+
+def test_decode_threads_share_the_cores_among_the_workers(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert [decode_threads(w) for w in (1, 2, 4, 8, 16)] == [8, 4, 2, 1, 1]
 
 
 def test_silent_audio_is_quarantined(tmp_path, demo_clips):
