@@ -5,7 +5,7 @@ export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: setup demo serve test bench bench-preprocess bench-training bench-scale bench-orchestration orchestrate orchestrate-down mlflow-ui lock clean
+.PHONY: setup demo serve test bench bench-preprocess bench-training bench-scale bench-projection bench-orchestration orchestrate orchestrate-down mlflow-ui lock clean
 
 setup:
 	@bash scripts/setup.sh
@@ -32,6 +32,9 @@ bench-preprocess: setup  ## benchmark: preprocessing clips/s (1 and all cores) v
 
 bench-scale: setup      ## benchmark: time and peak RSS of each stage at 1×, 4×, 16× the demo corpus (--quick: 1×, 4×)
 	python bench/scale.py
+
+bench-projection: setup  ## per-clip costs measured on real media, projected to AVSpeech and VoxCeleb2 on N workers, M GPUs
+	python bench/projection.py $(ARGS)
 
 bench-orchestration: setup  ## benchmark: pipeline via Prefect workers vs plain dvc repro; served latency vs forward
 	python bench/orchestration.py
