@@ -38,7 +38,8 @@ from s2f.preprocess import preprocess_corpus  # noqa: E402
 from s2f.sources.local import from_manifest  # noqa: E402
 
 REALSAMPLE = ROOT.parent / "shared/data/realsample"
-SPEED_UP_TARGET, SCALING_TARGET = 10.0, 1.7
+SCALING_TARGET = 1.7
+SPEED_UP_TARGETS = {"demo": 10.0, "realsample": 30.0}  # realsample: issue 14's target for real media
 STORAGE_TARGET = 6.0  # issue 14: bytes per sample at most 1/6 of a float32 spectrogram pickle
 
 
@@ -176,8 +177,8 @@ def rows_for(name: str, runs: dict[str, Run], cores: int) -> list[tuple]:
         ("baseline clips/s (1 process)", f"{base.clips_per_s:.2f}", "", ran(base), True),
         ("s2f clips/s, 1 process", f"{one.clips_per_s:.2f}", "", ran(one), True),
         (f"s2f clips/s, {cores} processes", f"{many.clips_per_s:.2f}", "", ran(many), True),
-        (f"speed-up, s2f {cores} processes vs baseline", f"{speed_n:.1f}×", f"≥ {SPEED_UP_TARGET:.0f}×", "",
-         speed_n >= SPEED_UP_TARGET),
+        (f"speed-up, s2f {cores} processes vs baseline", f"{speed_n:.1f}×", f"≥ {SPEED_UP_TARGETS[name]:.0f}×", "",
+         speed_n >= SPEED_UP_TARGETS[name]),
         ("speed-up, both 1 process, same clips", f"{speed_1:.1f}×", "", "", True),
         ("s2f scaling 1 → 2 processes", f"{scaling:.2f}×", f"≥ {SCALING_TARGET}×", "", scaling >= SCALING_TARGET),
         ("s2f CPU seconds, 1 → 2 processes", f"{one.cpu_seconds:.1f} → {two.cpu_seconds:.1f}", "", "", True),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from s2f.io.tracking import git_commit, stage_run
@@ -68,8 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.out, lineage)
     write_json(args.out.with_name("registry_versions.json"),
                {"versions": versions, "run_id": run.info.run_id, "git_commit": commit, **lineage})
-    shown = ", ".join(f"{name} v{version}" for name, version in versions.items())
-    print(f"register: {shown} aliased challenger\nregister: promote with `s2f promote [--model NAME]`")
+    shown = ", ".join(f"{name}\0v{version}" for name, version in versions.items())  # \0: never wrapped apart
+    print(textwrap.fill(f"register: aliased challenger: {shown}", width=100, subsequent_indent="  ",
+                        break_on_hyphens=False, break_long_words=False).replace("\0", " "))  # a terminal's width
+    print("register: promote with `s2f promote [--model NAME]`")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ def test_every_family_is_registered_with_its_own_sections_metrics(workspace, cap
     from s2f.registry import models_sha256
 
     _register(workspace)
-    assert "wav2pix v1 aliased challenger" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "register: aliased challenger: " in shown and "wav2pix v1" in shown
+    assert max(len(line) for line in shown.splitlines()) <= 100  # a terminal's width
     client = mlflow.MlflowClient()
     lineage = json.loads((workspace / "reports/registry.json").read_text())
     assert set(lineage) == {"model.sha256", "wav2pix.model.sha256", "dvc.data.features", "dvc.data.preprocess",
