@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -44,3 +45,36 @@ def process_imap(workers: int, fn: Callable[[Any], Any], items: Iterable, window
                 yield in_flight.popleft().get()
         while in_flight:
             yield in_flight.popleft().get()
+
+
+def process_imap_unordered(workers: int, fn: Callable[[Any], Any], items: Iterable, window: int = 0,
+                           started: Callable[[], None] | None = None) -> Iterator:
+    """`process_imap`, but each result as soon as it is done, whatever came before it (callers tag items to place
+    them). Why: in order, one slow item (a 1080p clip among 224² ones) holds back every later result, the window
+    fills, and the other workers wait for it with nothing to do. At most `window` items are in flight."""
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    window = window or 4 * workers
+    done: queue.SimpleQueue = queue.SimpleQueue()
+    with Pool(workers) as pool:
+        if started is not None:
+            started()
+        in_flight = 0
+        for item in items:
+            pool.apply_async(fn, (item,), callback=lambda r: done.put((r, None)),
+                             error_callback=lambda e: done.put((None, e)))
+            in_flight += 1
+            if in_flight >= window:
+                yield _result(done.get())
+                in_flight -= 1
+        for _ in range(in_flight):
+            yield _result(done.get())
+
+
+def _result(outcome: tuple[Any, BaseException | None]) -> Any:
+    result, error = outcome
+    if error is not None:
+        raise error
+    return result
+

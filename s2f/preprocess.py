@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -51,6 +51,13 @@ class Sample:
     stats: dict = field(default_factory=dict)
     audio_flac: bytes = b""   # what the shard stores (s2f.io.codecs): `audio` losslessly
     face_jpeg: bytes = b""    # ... and `face`, which is this JPEG decoded
+
+    def encoded_only(self) -> "Sample":
+        """The sample as its shard needs it: encoded bytes, boxes and stats, without the decoded waveform and crop.
+
+        Why: a worker's result crosses to the parent and waits there until its shard is written; the decoded
+        arrays are about 3× the encoded bytes, and the shard never reads them (it stores the bytes)."""
+        return replace(self, audio=np.zeros(0, np.int16), face=np.zeros((0, 0, 3), np.uint8))
 
 
 @dataclass(frozen=True)
@@ -219,7 +226,8 @@ def _run_job(job: ClipJob, raw_dir: Path, cache_dir: Path, params: PreprocessPar
     try:
         clip = localize(job.clip, raw_dir, own_cache)
         image = localize(job.image, raw_dir, own_cache) if job.image else None
-        return process_clip(clip, params, image, job.position, decode_threads)
+        result = process_clip(clip, params, image, job.position, decode_threads)
+        return result.encoded_only() if isinstance(result, Sample) else result
     except StorageError as err:
         return Rejection(err.reason, str(err))
     except Exception as err:  # a bug or a library error on one odd clip must cost that clip, never the run

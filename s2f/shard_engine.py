@@ -33,7 +33,7 @@ from s2f.io.data_docs import write_offline_index
 from s2f.io.hashing import HashCache
 from s2f.io.shards import (GX_DOCS, GX_RESULTS, link_or_copy, move_to_quarantine, read_record, read_shard, record_name,
                            verdict_name, write_record, write_shard)
-from s2f.parallel import process_imap
+from s2f.parallel import process_imap_unordered
 from s2f.progress import Progress
 
 
@@ -67,14 +67,15 @@ _EMPTY = _Empty()
 
 
 @dataclass(frozen=True)
-class _Indexed:
-    """Runs `work` on an (index, item) pair in a worker and returns (index, result), so results find their shard."""
+class _Placed:
+    """Runs `work` on a (shard, position, item) triple in a worker and returns (shard, position, result), so that
+    results, which come back in the order they finish, find their shard and their place in it."""
 
     work: Callable[[Any], Any]
 
-    def __call__(self, pair: tuple[int, Any]) -> tuple[int, Any]:
-        index, item = pair
-        return index, item if item is _EMPTY else self.work(item)
+    def __call__(self, placed: tuple[int, int, Any]) -> tuple[int, int, Any]:
+        shard, position, item = placed
+        return shard, position, item if item is _EMPTY else self.work(item)
 
 
 class _Finisher:
@@ -196,8 +197,10 @@ class ShardEngine:
             describe: Callable[[dict], str] = lambda record: "") -> list[dict]:
         """Every task's record, in task order: verified ones reused, the rest made now.
 
-        The items of all unfinished shards flow through one window of worker processes; a shard is finished
-        (`finish(task, results)`, which calls `self.finish`) as soon as its last item is back. With more than one
+        The items of all unfinished shards flow through one window of worker processes, and come back as each is
+        done (a slow clip does not idle the other workers); a shard is finished (`finish(task, results)`, results in
+        item order, which calls `self.finish`) as soon as its last item is back. Memory is bounded by the window:
+        at most that many shards wait for an item at a time. With more than one
         worker, what this process does alone is taken off the workers' path (issue 14: it capped the speed-up
         from 1 to 2 processes at 1.4×): the Great Expectations context (seconds to import and build) is made by a
         thread while the first items are worked on, and shards are finished by a thread of their own while the
@@ -211,13 +214,13 @@ class ShardEngine:
               f"with {workers} processes", flush=True)
         self._threads = max(1, workers)
         results: dict[int, list] = {}
-        sizes: dict[int, int] = {}
+        waiting: dict[int, int] = {}  # items of shard i not back yet
 
-        def indexed_items() -> Iterator[tuple[int, Any]]:  # runs in this process, one shard loaded at a time
+        def placed_items() -> Iterator[tuple[int, int, Any]]:  # runs in this process, one shard loaded at a time
             for i in todo:
                 loaded = tasks[i].items()
-                sizes[i], results[i] = len(loaded), []
-                yield from ((i, item) for item in loaded) if len(loaded) else [(i, _EMPTY)]
+                results[i], waiting[i] = [None] * len(loaded), max(len(loaded), 1)
+                yield from ((i, k, item) for k, item in enumerate(loaded)) if len(loaded) else [(i, 0, _EMPTY)]
 
         def finish_one(i: int, shard_results: list) -> None:
             records[i] = finish(tasks[i], shard_results)
@@ -229,11 +232,12 @@ class ShardEngine:
         done: list[int] = []
         with _Finisher(threaded=workers > 1) as finisher, Progress(self.kind.stage, unit=self.kind.unit) as shown:
             warm_up = (lambda: finisher.start_beside(lambda: self.validator)) if workers > 1 and todo else None
-            for i, result in process_imap(workers, _Indexed(work), indexed_items(), started=warm_up):
+            for i, k, result in process_imap_unordered(workers, _Placed(work), placed_items(), started=warm_up):
                 if result is not _EMPTY:
-                    results[i].append(result)
+                    results[i][k] = result
                     shown.update(1, shards=f"{len(done)} of {len(todo)} done")
-                if len(results[i]) == sizes[i]:
+                waiting[i] -= 1
+                if not waiting[i]:
                     finisher.submit(finish_one, i, results.pop(i))
         return records
 

@@ -1,0 +1,61 @@
+"""Worker pools: results as they finish (a slow item idles no one), bounded look-ahead, errors reach the caller,
+and shards still assembled in item order by the shard engine."""
+
+import time
+
+import pytest
+
+from s2f.parallel import process_imap_unordered
+from s2f.shard_engine import ShardEngine, ShardKind, ShardTask
+
+
+def _nap(item: tuple[int, float]) -> int:
+    number, seconds = item
+    time.sleep(seconds)
+    return number
+
+
+def _fail_on_three(number: int) -> int:
+    if number == 3:
+        raise ValueError("item 3 is bad")
+    return number
+
+
+def test_a_slow_item_does_not_hold_back_the_results_after_it():
+    items = [(0, 1.5)] + [(n, 0.05) for n in range(1, 8)]
+    order = list(process_imap_unordered(2, _nap, items))
+    assert sorted(order) == list(range(8))
+    assert order.index(0) >= 5  # the other worker went on with the rest meanwhile
+
+
+def test_the_pool_takes_at_most_a_window_of_items_ahead_of_the_results():
+    pulled = []
+
+    def items():
+        for n in range(20):
+            pulled.append(n)
+            yield n, 0.01
+
+    ahead = []
+    for _ in process_imap_unordered(2, _nap, items(), window=3):
+        ahead.append(len(pulled))
+    assert len(ahead) == 20
+    assert max(pulled_then - seen for seen, pulled_then in enumerate(ahead)) <= 3
+
+
+def test_an_error_in_a_worker_reaches_the_caller():
+    with pytest.raises(ValueError, match="item 3 is bad"):
+        list(process_imap_unordered(2, _fail_on_three, range(6)))
+
+
+def test_one_worker_runs_in_this_process_in_order():
+    assert list(process_imap_unordered(1, _fail_on_three, [0, 1, 2])) == [0, 1, 2]
+
+
+def test_shards_keep_their_items_order_when_results_come_back_out_of_order(tmp_path):
+    # the first items of each shard are the slowest, so they finish last
+    tasks = [ShardTask(f"shard-{s:05d}.npz", f"key{s}",
+                       lambda s=s: [(10 * s + k, 0.3 if k == 0 else 0.01) for k in range(4)]) for s in range(3)]
+    engine = ShardEngine(ShardKind("test", "sample_shard", rules=lambda: None), tmp_path / "work")
+    records = engine.run(tasks, _nap, 2, finish=lambda task, results: {"name": task.name, "items": results})
+    assert [r["items"] for r in records] == [[10 * s + k for k in range(4)] for s in range(3)]
