@@ -77,4 +77,3 @@ def _result(outcome: tuple[Any, BaseException | None]) -> Any:
     if error is not None:
         raise error
     return result
-
