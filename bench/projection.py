@@ -36,6 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from preprocess_throughput import cpu_seconds  # noqa: E402  (this process and its reaped ffmpeg children)
 from report import save_results  # noqa: E402
 from s2f.config import PreprocessParams  # noqa: E402
 from s2f.features import _features_of  # noqa: E402
@@ -53,12 +54,6 @@ CORPORA = {                     # training clips and the frame size they are dec
     "AVSpeech (train)": {"clips": 1_700_000, "width": 1280, "height": 720, "download": True},
     "VoxCeleb2 (dev)": {"clips": 1_092_009, "width": 224, "height": 224, "download": False},
 }
-
-
-def cpu_seconds() -> float:
-    """User + system CPU of this process and its reaped children (the ffmpeg processes)."""
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def measure_clips(params: PreprocessParams) -> list[dict]:
@@ -119,12 +114,12 @@ def model_flops() -> dict[str, float]:
             "vggface_forward_gflops": gflops(vgg_rows)}
 
 
-def project(corpus: dict, fits: dict, means: dict, flops: dict, args, requests_per_minute: float) -> dict:
+def project(corpus: dict, fits: dict, means: dict, flops: dict, args) -> dict:
     clips, mp = corpus["clips"], corpus["width"] * corpus["height"] / 1e6
     pre_core_s = fits["preprocess"][0] + fits["preprocess"][1] * mp
     cores = args.workers * args.cores
     gpu_flops = args.gpus * args.gpu_tflops * 1e12
-    out = {
+    return {
         "clips": clips, "frame": f"{corpus['width']}×{corpus['height']}",
         "preprocess_core_s_per_clip": pre_core_s,
         "preprocess_hours": clips * pre_core_s / cores / 3600,
@@ -133,9 +128,8 @@ def project(corpus: dict, fits: dict, means: dict, flops: dict, args, requests_p
         "encoder_epoch_gpu_hours": clips * 3 * flops["encoder_forward_gflops"] * 1e9 / gpu_flops / 3600,
         "shards_gb": clips * means["sample_bytes"] / 1e9,
         "raw_video_gb": clips * SECONDS * (fits["video_bytes_per_s"][0] + fits["video_bytes_per_s"][1] * mp) / 1e9,
-        "download_hours": clips / (requests_per_minute * 60 * args.workers) if corpus["download"] else None,
+        "download_hours": clips / (args.requests_per_minute * 60 * args.workers) if corpus["download"] else None,
     }
-    return out
 
 
 def table(name: str, p: dict, args, memory: dict) -> list[str]:
@@ -194,7 +188,7 @@ def main() -> None:
           f"step), VGG-Face {flops['vggface_forward_gflops']:.1f} GFLOPs per crop\n")
     projections = {}
     for name, corpus in CORPORA.items():
-        projections[name] = project(corpus, fits, means, flops, args, args.requests_per_minute)
+        projections[name] = project(corpus, fits, means, flops, args)
         print("\n".join(table(name, projections[name], args, memory)) + "\n")
     save_results("projection", {"args": vars(args), "clips": rows, "fits": fits, "means": means, "memory": memory,
                                 "flops": flops, "projections": projections})

@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image
 
 from s2f.audio import repeat_to_length
-from s2f.config import PreprocessParams
+from s2f.config import PreprocessParams, resolve_workers
 from s2f.faces.detect import FaceBox, crop_face, detect_faces, face_at, is_ambiguous, largest_face
 from s2f.io import codecs, media
 from s2f.io.hashing import HashCache
@@ -201,7 +201,7 @@ def decode_threads(workers: int) -> int:
     """ffmpeg decoder threads for each of `workers` processes: this machine's cores shared out among them, so that
     one process per core does not also start a thread per core (12 % more CPU on the realsample clips, for nothing);
     a lone process still decodes on every core."""
-    return max(1, len(os.sched_getaffinity(0)) // max(workers, 1))
+    return max(1, resolve_workers(0) // max(workers, 1))
 
 
 def _jobs(manifest: pd.DataFrame) -> list[ClipJob]:
