@@ -7,6 +7,7 @@ timestamp or version in the file: the images are DVC outputs, and the same numbe
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 PNG_METADATA = {"Software": None}  # matplotlib would write its version: the bytes would change with an upgrade
@@ -32,11 +33,12 @@ def _save(fig, path: Path) -> Path:
 
 
 def curve_png(rows: list[dict], path: Path, title: str) -> Path:
-    """Every loss term against epoch, one panel each, training solid and validation (`val_…`) dashed; the
-    validation retrieval (`val_recall_at_K`) in a last panel when the stage measured it."""
+    """Every loss term against epoch, one panel each, training solid, validation (`val_…`) dashed and a refit on
+    every training speaker (`refit_…`) dotted; the validation retrieval (`val_recall_at_K`) in a last panel when
+    the stage measured it."""
     plt = _pyplot()
     terms = sorted({k for row in rows for k in row if k.startswith("loss_")})
-    recalls = sorted({k for row in rows for k in row if k.startswith("val_recall_at_")},
+    recalls = sorted({k for row in rows for k in row if re.fullmatch(r"val_recall_at_\d+", k)},
                      key=lambda k: int(k.rsplit("_", 1)[1]))
     panels = len(terms) + bool(recalls)
     cols = min(panels, 3) or 1
@@ -45,14 +47,17 @@ def curve_png(rows: list[dict], path: Path, title: str) -> Path:
     epochs = [row["epoch"] for row in rows]
     for ax, term in zip(axes.flat, terms):
         ax.plot(epochs, [row.get(term) for row in rows], "-", label="training")
-        if any(row.get(f"val_{term}") is not None for row in rows):
-            ax.plot(epochs, [row.get(f"val_{term}") for row in rows], "--", label="validation")
-            ax.legend(fontsize=7)
+        for prefix, style, label in (("val_", "--", "validation"), ("refit_", ":", "refit, all speakers")):
+            if any(row.get(f"{prefix}{term}") is not None for row in rows):
+                ax.plot(epochs, [row.get(f"{prefix}{term}") for row in rows], style, label=label)
+                ax.legend(fontsize=7)
         ax.set(title=term.removeprefix("loss_"), xlabel="epoch")
     if recalls:
         ax = axes.flat[len(terms)]
         for key in recalls:
             ax.plot(epochs, [row.get(key) for row in rows], "-", label=f"R@{key.rsplit('_', 1)[1]}")
+        if any("val_recall_at_1_trailing" in row for row in rows):   # what the epoch kept was chosen on
+            ax.plot(epochs, [row.get("val_recall_at_1_trailing") for row in rows], "--", label="R@1, trailing mean")
         ax.set(title="validation retrieval", xlabel="epoch", ylim=(0, 1.05))
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[panels:]:

@@ -4,9 +4,10 @@ Reads the `train_encoder` section (the architecture is a preset, `s2f model-summ
 overrides). The loss is the paper's: decoder-feature L1, normalized L2 and distillation through the identity head
 the features stage wrote, weighted by the paper's rule (calibrated gradient norms) or fixed (`loss.weights`; the
 backend is read from the features manifest). A share of the training speakers validates every epoch and picks the
-epoch kept (`validation`). Writes the model (weights + JSON config), a metrics JSON (the last epoch's row, the loss
-weights and their calibration, the kept epoch and its validation scores) and a per-epoch curve of every loss term,
-validation score and weight; logs them to MLflow (the outputs are written even when the tracker goes away mid-run:
+epoch kept (`validation`); the model saved is then refit on every training speaker through that epoch
+(`validation.refit`). Writes the model (weights + JSON config), a metrics JSON (the last epoch's row, the refit's
+last terms as `refit_*`, the loss weights and their calibration, the kept epoch and its validation scores) and a
+per-epoch curve of every loss term (training, validation, refit), validation score and weight; logs them to MLflow (the outputs are written even when the tracker goes away mid-run:
 see `s2f.io.tracking`). Resumes from its checkpoint when killed; under `torchrun` it trains with DDP.
 """
 
@@ -22,6 +23,12 @@ from s2f.io.tracking import EpochCurve, main_process_run
 from s2f.stages.common import load_params, run_stage, stage_parser, write_curve, write_json
 from s2f.training.distributed import setup_runtime, teardown_runtime
 from s2f.training.encoder import train_encoder
+
+
+def with_refit(rows: list[dict], refit_rows: list[dict]) -> list[dict]:
+    """The validating run's rows with the refit's terms beside them (`refit_loss_*`), epoch by epoch: one curve."""
+    refit = {row["epoch"]: {f"refit_{k}": v for k, v in row.items() if k.startswith("loss_")} for row in refit_rows}
+    return [row | refit.get(row["epoch"], {}) for row in rows]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,8 +66,15 @@ def main(argv: list[str] | None = None) -> None:
         distills = params.loss.distill > 0 or params.loss.mode(backend) == "paper"
         head = load_identity_head(head_path) if distills or head_path.is_file() else None
         curve = EpochCurve(run, label="train_encoder", epochs=params.epochs)
+        refit = EpochCurve(run, prefix="refit_")
+
+        def refit_curve(epochs: int) -> EpochCurve:
+            nonlocal refit
+            refit = EpochCurve(run, prefix="refit_", label="train_encoder refit", epochs=epochs)
+            return refit
+
         trained = train_encoder(data.audio, data.embedding, decoder.first, head, params, runtime, curve,
-                                args.checkpoint, speakers=data.speakers, backend=backend)
+                                args.checkpoint, speakers=data.speakers, backend=backend, refit_log=refit_curve)
         summary = trained.summary()
         if run is not None:  # the main process
             meta = {"trained_on_samples": trained.train_samples, "preset": params.model.preset,
@@ -68,14 +82,19 @@ def main(argv: list[str] | None = None) -> None:
             save_model(trained.model, args.model, meta)
             scores, step, stamp = curve.scores(trained.kept_epoch)  # the kept epoch's: the weights saved
             run.log_model(args.model, "voice_encoder", scores | summary, step=step, stamp=stamp, params=meta)
-            run.log_artifact(write_curve(args.curve, curve.rows, "train_encoder: loss terms (training, validation) "
-                                                                  "and validation retrieval per epoch"), "plots")
+            rows = with_refit(curve.rows, refit.rows)
+            run.log_artifact(write_curve(args.curve, rows, "train_encoder: loss terms (training, validation, "
+                                                           "refit) and validation retrieval per epoch"), "plots")
     teardown_runtime(runtime)
     if not runtime.is_main:
         return
-    write_json(args.metrics, curve.last | summary | {"samples": len(data.audio), "processes": runtime.world_size})
+    refit_last = {f"refit_{k}": v for k, v in refit.last.items()} if refit.rows else {}
+    write_json(args.metrics, curve.last | refit_last | summary | {"samples": len(data.audio),
+                                                                 "processes": runtime.world_size})
     kept = f"; kept epoch {trained.kept_epoch}" + (f", validation R@1 {summary['kept_val_recall_at_1']:.3f}"
                                                    if "kept_val_recall_at_1" in summary else "")
+    if trained.refit_epochs:
+        kept += f"; refit on all {trained.train_samples} training samples for {trained.refit_epochs} epochs"
     print(f"train_encoder: final loss {curve.last['loss_total']:.4f} on {trained.train_samples} samples{kept}")
 
 

@@ -31,6 +31,9 @@ PARAMS = {
 }
 
 
+REFIT_FIRST_EPOCH = 100   # the refit's epochs reach the log (and --kill-after-epoch) numbered from here
+
+
 def synthetic_data(n: int = 24, seconds: float = 1.0, dim: int = 6, speakers: int = 6):
     rng = np.random.default_rng(0)
     audio = (rng.standard_normal((n, int(seconds * 16000))) * 3000).astype(np.int16)
@@ -43,7 +46,8 @@ def train(args: argparse.Namespace, runtime: Runtime, log: LogFn) -> tuple[nn.Mo
     torch.manual_seed(1)
     f_dec, head = torch.nn.Linear(6, 10), torch.nn.Linear(6, 6)
     trained = train_encoder(audio, embedding, f_dec, head, TrainEncoderParams.model_validate(PARAMS), runtime, log,
-                            args.checkpoint, speakers=np.array([f"s{k}" for k in speakers]))
+                            args.checkpoint, speakers=np.array([f"s{k}" for k in speakers]),
+                            refit_log=lambda epochs: lambda epoch, row: log(REFIT_FIRST_EPOCH + epoch, row))
     return trained.model, trained.summary()
 
 

@@ -23,13 +23,19 @@ def _params(**changes) -> TrainEncoderParams:
     return TrainEncoderParams.model_validate(params)
 
 
-def _train(p: TrainEncoderParams, backend: str = "dlib"):
+def _train(p: TrainEncoderParams, backend: str = "dlib", refit_rows: list[dict] | None = None):
     audio, embedding, speakers = synthetic_data()
     torch.manual_seed(1)
     f_dec, head = torch.nn.Linear(6, 10), torch.nn.Linear(6, 6)
     rows: list[dict] = []
+
+    def refit_log(epochs: int):
+        refit_rows.append({"epochs": epochs})
+        return lambda epoch, row: refit_rows.append(row)
+
     trained = train_encoder(audio, embedding, f_dec, head, p, CPU, lambda epoch, row: rows.append(row),
-                            speakers=np.array([f"s{k}" for k in speakers]), backend=backend)
+                            speakers=np.array([f"s{k}" for k in speakers]), backend=backend,
+                            refit_log=refit_log if refit_rows is not None else None)
     return trained, rows
 
 
@@ -40,13 +46,13 @@ def test_every_epoch_row_has_the_validation_scores_and_the_weights():
         assert {"val_loss_decoder_l1", "val_loss_normalized_l2", "val_loss_distill", "val_loss_total",
                 "val_recall_at_1", "weight_decoder_l1", "weight_normalized_l2", "weight_distill"} <= set(row)
         assert {"loss_decoder_l1", "loss_normalized_l2", "loss_distill", "loss_total"} <= set(row)
-    assert trained.validation_speakers == 2 and trained.train_samples == 16   # 2 of 6 speakers, 4 clips each
+    assert trained.validation_speakers == 2 and trained.train_samples == 24   # 2 of 6 held out, then all refit
     summary = trained.summary()
     assert summary["weight_distill"] == trained.weights.distill and "kept_val_recall_at_1" in summary
 
 
 def test_calibrated_weights_match_the_measured_gradient_norms():
-    trained, rows = _train(_params())
+    trained, rows = _train(_params(validation={"refit": False}))   # the refit calibrates on its own data
     cal = trained.calibration
     assert cal is not None and cal["step"] == 3
     assert cal["weight_normalized_l2"] == pytest.approx(cal["grad_norm_decoder_l1"] / cal["grad_norm_normalized_l2"])
@@ -99,7 +105,7 @@ def _scripted_validation(monkeypatch, recalls: list[float]) -> list[dict]:
                                                  ("last", [0.2, 0.6, 0.4], 2)])
 def test_the_weights_kept_are_the_best_validation_epochs(monkeypatch, keep, recalls, kept):
     seen = _scripted_validation(monkeypatch, recalls)
-    trained, rows = _train(_params(validation={"keep": keep}))
+    trained, rows = _train(_params(validation={"keep": keep, "refit": False, "window": 1}))
     assert [r["val_recall_at_1"] for r in rows] == recalls
     assert trained.kept_epoch == kept
     final = trained.model.state_dict()
@@ -107,6 +113,33 @@ def test_the_weights_kept_are_the_best_validation_epochs(monkeypatch, keep, reca
         assert torch.equal(final[key], value), key
     if kept != len(recalls) - 1:   # the last epoch's weights differ: the choice was not a no-op
         assert any(not torch.equal(final[k], v) for k, v in seen[-1].items())
+
+
+def test_the_epoch_is_chosen_on_the_trailing_mean_of_validation_recall(monkeypatch):
+    _scripted_validation(monkeypatch, [0.1, 0.7, 0.2, 0.5, 0.5])   # one lucky epoch, then a steadier run
+    trained, rows = _train(_params(epochs=5, validation={"window": 3, "refit": False}))
+    assert [round(r["val_recall_at_1_trailing"], 4) for r in rows] == [0.1, 0.4, 0.3333, 0.4667, 0.4]
+    assert trained.kept_epoch == 3 and trained.kept_row["val_recall_at_1"] == 0.5
+
+
+def test_the_refit_trains_on_every_speaker_through_the_epoch_validation_chose(monkeypatch):
+    _scripted_validation(monkeypatch, [0.2, 0.6, 0.4])
+    refit_rows: list[dict] = []
+    trained, rows = _train(_params(validation={"window": 1}), refit_rows=refit_rows)
+    assert trained.kept_epoch == 1 and trained.refit_epochs == 2 and trained.train_samples == 24
+    assert trained.kept_row["val_recall_at_1"] == 0.6 and len(rows) == 3   # the choice's scores and curve stay
+    assert refit_rows[0] == {"epochs": 2} and len(refit_rows) == 3          # the refit's two epochs, logged apart
+    assert all("loss_decoder_l1" in row and "val_recall_at_1" not in row for row in refit_rows[1:])
+    # the model saved is exactly a run on all 6 speakers for 2 epochs
+    alone, _ = _train(_params(epochs=2, validation={"fraction": 0.0, "keep": "last", "refit": False}))
+    for key, value in alone.model.state_dict().items():
+        assert torch.equal(trained.model.state_dict()[key], value), key
+    assert trained.summary()["refit_epochs"] == 2
+
+
+def test_without_the_refit_the_model_saved_learned_from_the_other_speakers_only():
+    trained, _ = _train(_params(validation={"refit": False}))
+    assert trained.refit_epochs == 0 and trained.train_samples == 16
 
 
 def test_validation_needs_the_speakers():

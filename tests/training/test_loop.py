@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from s2f.training.data import StepBatches
+from tests.training.run_training import REFIT_FIRST_EPOCH
 from tests.training.runs import assert_killed_run_resumes, free_port, run, weights
 
 
 @pytest.mark.reliability
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     _, curve, ckpt = assert_killed_run_resumes(tmp_path, "tests.training.run_training", kill_after_epoch=1)
-    assert len(curve) == 4
+    assert len([row for row in curve if "val_recall_at_1" in row]) == 4   # then the refit's epochs
     # the checkpoint the resume started from carried the calibrated loss weights and the best epoch so far
     assert "val_recall_at_1" in curve[0] and curve[0]["weight_distill"] != 200.0
     summary_a = json.loads((tmp_path / "straight/summary.json").read_text())
@@ -23,6 +24,16 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     assert summary_a == summary_b and summary_a["calibration_step"] == 3
     state = torch.load(ckpt, weights_only=True)["hooks"]
     assert state["calibration"]["step"] == 3 and state["best"]["epoch"] == summary_a["kept_epoch"]
+
+
+@pytest.mark.reliability
+def test_a_run_killed_during_the_refit_resumes_the_refit_to_the_same_weights(tmp_path):
+    _, curve, ckpt = assert_killed_run_resumes(tmp_path, "tests.training.run_training",
+                                               kill_after_epoch=REFIT_FIRST_EPOCH)
+    refit_rows = [row for row in curve if "val_recall_at_1" not in row]
+    summary = json.loads((tmp_path / "resumed/summary.json").read_text())
+    assert len(refit_rows) == summary["refit_epochs"] >= 1 and summary["train_samples"] == 24
+    assert ckpt.with_name("ckpt_refit.pt").is_file()   # the refit resumed from its own checkpoint
 
 
 @pytest.mark.reliability
@@ -50,10 +61,13 @@ def test_ddp_two_cpu_processes_on_gloo(tmp_path):
         torch.testing.assert_close(rank0[key], rank1[key], msg=key)
     # batch-norm running statistics stay per rank (DDP broadcasts rank 0's each step; rank 0 saves them)
     assert any(not torch.equal(rank0[k], rank1[k]) for k in rank0 if "running_mean" in k)
-    curve = json.loads((tmp_path / "curve.json").read_text())
+    rows = json.loads((tmp_path / "curve.json").read_text())
+    curve, refit = [r for r in rows if "val_recall_at_1" in r], [r for r in rows if "val_recall_at_1" not in r]
     # 24 samples, 8 of them the 2 validation speakers': 16 / 2 ranks / batch 4 = 2 steps per epoch
     assert len(curve) == 4 and curve[-1]["step"] == 4 * 2
     assert curve[-1]["loss_total"] < curve[0]["loss_total"]
+    # then the refit on all 24: 24 / 2 ranks / batch 4 = 3 steps per epoch, through the epoch chosen
+    assert 1 <= len(refit) <= 4 and refit[-1]["step"] == len(refit) * 3
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])
