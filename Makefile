@@ -19,7 +19,7 @@ serve: setup         ## the voice → face web page on http://127.0.0.1:8000 (af
 
 test:                ## set up (with Debian's headless chromium for the web page's test), then run the test suite
 	@S2F_SETUP_BROWSER=1 bash scripts/setup.sh
-	python -m pytest
+	python -m pytest -n 2 --dist loadfile  # 2 processes, a test file each: most end-to-end tests wait on subprocesses
 
 bench: setup         ## benchmark: dvc repro from a clean clone, retrieval against chance, a no-op repro
 	python bench/demo_pipeline.py
