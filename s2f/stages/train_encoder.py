@@ -7,8 +7,9 @@ backend is read from the features manifest). A share of the training speakers va
 epoch kept (`validation`); the model saved is then refit on every training speaker through that epoch
 (`validation.refit`). Writes the model (weights + JSON config), a metrics JSON (the last epoch's row, the refit's
 last terms as `refit_*`, the loss weights and their calibration, the kept epoch and its validation scores) and a
-per-epoch curve of every loss term (training, validation, refit), validation score and weight; logs them to MLflow (the outputs are written even when the tracker goes away mid-run:
-see `s2f.io.tracking`). Resumes from its checkpoint when killed; under `torchrun` it trains with DDP.
+per-epoch curve of every loss term (training, validation, refit), validation score and weight; logs them to MLflow
+(the outputs are written even when the tracker goes away mid-run: see `s2f.io.tracking`). Resumes from its
+checkpoint when killed; under `torchrun` it trains with DDP.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ features (`s2f.metrics.gallery_recall`), in the same per-epoch row as the traini
 `val_recall_at_K`), with the loss weights in effect (`weight_*`). The weights kept are those of the epoch with the
 best validation R@1 averaged over the `validation.window` epochs up to it (`val_recall_at_1_trailing`: a dozen
 validation speakers score in steps of a few points, and a single lucky epoch chose a run half as long), or the
-last. The calibrated weights and the best epoch's weights so far travel in every
-checkpoint, so a resumed run calibrates and chooses as the uninterrupted one did.
+last. The calibrated weights, the recent scores and the best epoch's weights so far travel in every checkpoint, so
+a resumed run calibrates and chooses as the uninterrupted one did.
 
 Refit (`validation.refit`): holding a quarter of the speakers out costs the model a quarter of what it can learn
 from, and on a corpus of a few dozen speakers that is most of the gap to the trait ceiling (demo: held-out 6 s R@1
@@ -77,7 +77,7 @@ class TrainedEncoder:
     model: VoiceEncoder               # the weights kept (`validation.keep`)
     weights: LossWeights              # the loss weights in effect at the end
     calibration: dict[str, float] | None   # step, gradient norms and chosen weights; None when fixed
-    kept_epoch: int                   # the epoch whose weights `model` holds
+    kept_epoch: int                   # the epoch chosen: `model` holds its weights, or the refit's through it
     kept_row: dict[str, float]        # that epoch's row of the curve
     validation_speakers: int
     train_samples: int                # the clips `model` was trained on
