@@ -49,7 +49,8 @@ def main() -> None:
         for sigma in NOISE:
             scores = []
             for _ in range(REPEATS if sigma else 1):
-                read = traits.loc[test.speakers].to_numpy() + sigma * rng.standard_normal((len(test.speakers), 3))
+                true = traits.loc[test.speakers].to_numpy()
+                read = true + sigma * rng.standard_normal(true.shape)
                 scores.append(retrieval_metrics(design(read, quadratic) @ weights, test, [1, 10]))
             r1, r10 = (np.mean([s[f"recall_at_{k}"] for s in scores]) for k in (1, 10))
             print(f"| {'quadratic' if quadratic else 'linear'} | {sigma:g} | {r1:.3f} | {r10:.3f} |")

@@ -317,13 +317,14 @@ class EncoderValidationParams(Section):
                             "otherwise at least one, and at least one left to train on)")
     seed: Seed = 0
     keep: Literal["best_val_recall_at_1", "last"] = Field(
-        "best_val_recall_at_1", description="the weights kept: the epoch with the best validation R@1 (averaged over "
-        "`window` epochs; the latest of equals), or the last epoch's")
+        "best_val_recall_at_1", description="the epoch kept: the one with the best validation R@1 (averaged over "
+        "`window` epochs; the latest of equals), or the last; `refit` then trains on every speaker through it")
     window: int = Field(5, ge=1, description="epochs in the trailing mean of validation R@1 the choice is made on "
                         "(1: each epoch's own): a few validation speakers score in coarse, noisy steps")
     refit: bool = Field(True, description="then train again from the start on every training speaker, validation "
                         "ones included, through the epoch kept, and save that model (as ridge refits its chosen "
-                        "strength): the choice is made on held-out speakers, the model learns from all of them")
+                        "strength): the choice is made on held-out speakers, the model learns from all of them; "
+                        "without validation speakers (fraction 0) there is nothing to refit")
 
     @model_validator(mode="after")
     def _keep_needs_speakers(self) -> EncoderValidationParams:

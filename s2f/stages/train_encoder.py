@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--curve", type=Path, default=Path("reports/plots/train_encoder.csv"),
                         help="per-epoch training and validation terms as CSV, with a PNG of them beside it")
     parser.add_argument("--checkpoint", type=Path, default=Path("data/interim/checkpoints/train_encoder.pt"),
-                        help="resumed from when it matches these params and data")
+                        help="resumed from when it matches these params and data; the refit's is beside it "
+                             "(<name>_refit.pt)")
     args = parser.parse_args(argv)
     params: TrainEncoderParams = load_params("train_encoder", args.params)
     runtime = setup_runtime()
@@ -67,36 +68,40 @@ def main(argv: list[str] | None = None) -> None:
         distills = params.loss.distill > 0 or params.loss.mode(backend) == "paper"
         head = load_identity_head(head_path) if distills or head_path.is_file() else None
         curve = EpochCurve(run, label="train_encoder", epochs=params.epochs)
-        refit = EpochCurve(run, prefix="refit_")
+        refits: list[EpochCurve] = []   # the refit's curve, made once validation has chosen how long it runs
 
         def refit_curve(epochs: int) -> EpochCurve:
-            nonlocal refit
-            refit = EpochCurve(run, prefix="refit_", label="train_encoder refit", epochs=epochs)
-            return refit
+            refits.append(EpochCurve(run, prefix="refit_", label="train_encoder refit", epochs=epochs))
+            return refits[-1]
 
         trained = train_encoder(data.audio, data.embedding, decoder.first, head, params, runtime, curve,
                                 args.checkpoint, speakers=data.speakers, backend=backend, refit_log=refit_curve)
         summary = trained.summary()
+        refit = refits[0] if refits else None
         if run is not None:  # the main process
             meta = {"trained_on_samples": trained.train_samples, "preset": params.model.preset,
                     "kept_epoch": trained.kept_epoch}
             save_model(trained.model, args.model, meta)
-            scores, step, stamp = curve.scores(trained.kept_epoch)  # the kept epoch's: the weights saved
+            # the scores of the weights saved: the refit's last epoch, or else the kept epoch's
+            scores, step, stamp = refit.scores() if refit else curve.scores(trained.kept_epoch)
             run.log_model(args.model, "voice_encoder", scores | summary, step=step, stamp=stamp, params=meta)
-            rows = with_refit(curve.rows, refit.rows)
+            rows = with_refit(curve.rows, refit.rows if refit else [])
             run.log_artifact(write_curve(args.curve, rows, "train_encoder: loss terms (training, validation, "
                                                            "refit) and validation retrieval per epoch"), "plots")
     teardown_runtime(runtime)
     if not runtime.is_main:
         return
-    refit_last = {f"refit_{k}": v for k, v in refit.last.items()} if refit.rows else {}
-    write_json(args.metrics, curve.last | refit_last | summary | {"samples": len(data.audio),
-                                                                 "processes": runtime.world_size})
-    kept = f"; kept epoch {trained.kept_epoch}" + (f", validation R@1 {summary['kept_val_recall_at_1']:.3f}"
-                                                   if "kept_val_recall_at_1" in summary else "")
-    if trained.refit_epochs:
-        kept += f"; refit on all {trained.train_samples} training samples for {trained.refit_epochs} epochs"
-    print(f"train_encoder: final loss {curve.last['loss_total']:.4f} on {trained.train_samples} samples{kept}")
+    refit_losses = {k: v for k, v in refit.scores()[0].items() if k.startswith("refit_loss_")} if refit else {}
+    write_json(args.metrics, curve.last | refit_losses | summary | {"samples": len(data.audio),
+                                                                   "processes": runtime.world_size})
+    chosen = f"epoch {trained.kept_epoch}" + (f", validation R@1 {summary['kept_val_recall_at_1']:.3f}"
+                                              if "kept_val_recall_at_1" in summary else "")
+    if refit:
+        print(f"train_encoder: final loss {refit.last['loss_total']:.4f} of the refit on all {trained.train_samples} "
+              f"training samples for {trained.refit_epochs} epochs (validation chose {chosen})")
+    else:
+        print(f"train_encoder: final loss {curve.last['loss_total']:.4f} on {trained.train_samples} samples; "
+              f"kept {chosen}")
 
 
 if __name__ == "__main__":

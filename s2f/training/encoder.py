@@ -16,16 +16,19 @@ and scored every epoch on whole clips: its loss terms and R@K against a gallery 
 features (`s2f.metrics.gallery_recall`), in the same per-epoch row as the training terms (`val_loss_*`,
 `val_recall_at_K`), with the loss weights in effect (`weight_*`). The weights kept are those of the epoch with the
 best validation R@1 averaged over the `validation.window` epochs up to it (`val_recall_at_1_trailing`: a dozen
-validation speakers score in steps of a few points, and a single lucky epoch chose a run half as long), or the
-last. The calibrated weights, the recent scores and the best epoch's weights so far travel in every checkpoint, so
-a resumed run calibrates and chooses as the uninterrupted one did.
+validation speakers score in steps of a few points, and a single lucky epoch chose a refit half as long), among the
+epochs with a full window (a run shorter than the window keeps its last epoch), or the last. The calibrated
+weights, the recent scores and the best epoch's weights so far travel in every checkpoint, so a resumed run
+calibrates and chooses as the uninterrupted one did.
 
 Refit (`validation.refit`): holding a quarter of the speakers out costs the model a quarter of what it can learn
 from, and on a corpus of a few dozen speakers that is most of the gap to the trait ceiling (demo: held-out 6 s R@1
 0.22 from 36 speakers, 0.27 from all 48). So once validation has chosen the epoch, the encoder trains again from the
 start, with the same rule for the weights, on every training speaker through that epoch, and that model is saved;
-the validation scores stay those of the run that made the choice. It has its own checkpoint, so a run killed
-during the refit resumes there.
+the validation scores stay those of the run that made the choice. The refit matches the chosen run in epochs, not
+in optimizer steps: with a third more clips per epoch it takes a third more steps, and its step-wise lr decay ends
+lower (demo: 1740 steps, lr 8e-5, against 1276 and 1.5e-4 at the epoch chosen). It has its own checkpoint, so a
+run killed during the refit resumes there. Without validation speakers there is nothing to refit from.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def calibration_step(p: TrainEncoderParams, steps: int) -> int:
 
 @dataclass
 class TrainedEncoder:
-    model: VoiceEncoder               # the weights kept (`validation.keep`)
+    model: VoiceEncoder               # the weights saved: the kept epoch's (`validation.keep`), or the refit's
     weights: LossWeights              # the loss weights in effect at the end
     calibration: dict[str, float] | None   # step, gradient norms and chosen weights; None when fixed
     kept_epoch: int                   # the epoch chosen: `model` holds its weights, or the refit's through it
@@ -127,11 +130,13 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, id
     if not (p.validation.refit and chosen.validation_speakers):
         return chosen
     epochs = chosen.kept_epoch + 1
-    print(f"train_encoder: refitting on every training speaker through epoch {chosen.kept_epoch} (chosen on "
-          f"{chosen.validation_speakers} validation speakers)", flush=True)
-    all_speakers = p.model_copy(update={"epochs": epochs, "validation": p.validation.model_copy(
+    chosen.model.cpu()   # replaced by the refit's: the device's memory is the refit's
+    if runtime.is_main:
+        print(f"train_encoder: refitting on every training speaker through epoch {chosen.kept_epoch} (chosen on "
+              f"{chosen.validation_speakers} validation speakers)", flush=True)
+    refit_params = p.model_copy(update={"epochs": epochs, "validation": p.validation.model_copy(
         update={"fraction": 0.0, "keep": "last", "refit": False})})
-    refit = _train_and_validate(audio, embedding, f_dec, identity_head, all_speakers, runtime,
+    refit = _train_and_validate(audio, embedding, f_dec, identity_head, refit_params, runtime,
                                 refit_log(epochs) if refit_log else (lambda epoch, row: None),
                                 checkpoint.with_name(f"{checkpoint.stem}_refit{checkpoint.suffix}") if checkpoint
                                 else None, speakers=speakers, backend=backend)
@@ -204,7 +209,8 @@ def _train_and_validate(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Modu
             state.recent = (state.recent + [row["val_recall_at_1"]])[-p.validation.window:]
             row["val_recall_at_1_trailing"] = float(np.mean(state.recent))
         chosen_on = row.get("val_recall_at_1_trailing")
-        if keep_best and (state.best is None or chosen_on >= state.best["value"]):  # the latest of equals
+        full_window = len(state.recent) >= min(p.validation.window, p.epochs)   # no early, single-epoch luck
+        if keep_best and full_window and (state.best is None or chosen_on >= state.best["value"]):  # latest of equals
             state.best = {"epoch": epoch, "value": chosen_on,
                           "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         return row | {f"weight_{k}": getattr(state.weights, k) for k in TERMS}

@@ -2,8 +2,9 @@
 
 Usage: python -m tests.training.run_training --out DIR [--checkpoint FILE] [--kill-after-epoch K]
 Writes DIR/weights-rank<R>.pt (every rank), DIR/curve.json and DIR/summary.json (rank 0); see `tests.training.runs`.
-Two of the six speakers validate every epoch and the best epoch's weights are kept; the loss weights are calibrated
-at step 3, so a kill after epoch 1 (step 8, last checkpoint at step 6) resumes past both.
+Two of the six speakers validate every epoch and choose the epoch; then the refit trains on all six through it, its
+epochs logged from REFIT_FIRST_EPOCH on. The loss weights are calibrated at step 3, so a kill after epoch 1 (step 8,
+last checkpoint at step 6) resumes past both.
 """
 
 from __future__ import annotations

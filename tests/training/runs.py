@@ -76,7 +76,8 @@ def free_port() -> int:
 def assert_killed_run_resumes(tmp_path: Path, *args: str, kill_after_epoch: int) -> tuple[dict, list[dict], Path]:
     """Run `python -m ARGS` straight through, then killed once epoch `kill_after_epoch` is logged and run again from
     its checkpoint: the two must end with equal weights and curves. Returns those weights, the curve and the
-    checkpoint (tmp_path/straight, tmp_path/resumed hold the two runs' results)."""
+    checkpoint (tmp_path/straight, tmp_path/resumed hold the two runs' results, tmp_path/resumed.out what the
+    resumed run printed)."""
     straight = run("-m", *args, "--out", str(tmp_path / "straight"))
     assert straight.returncode == 0, straight.stderr
     ckpt = tmp_path / "ckpt.pt"
@@ -87,6 +88,7 @@ def assert_killed_run_resumes(tmp_path: Path, *args: str, kill_after_epoch: int)
     resumed = run("-m", *args, "--out", str(tmp_path / "resumed"), "--checkpoint", str(ckpt))
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming from step" in resumed.stdout
+    (tmp_path / "resumed.out").write_text(resumed.stdout)
     a, b = weights(tmp_path / "straight/weights-rank0.pt"), weights(tmp_path / "resumed/weights-rank0.pt")
     assert a.keys() == b.keys()
     for key in a:

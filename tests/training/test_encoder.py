@@ -122,6 +122,15 @@ def test_the_epoch_is_chosen_on_the_trailing_mean_of_validation_recall(monkeypat
     assert trained.kept_epoch == 3 and trained.kept_row["val_recall_at_1"] == 0.5
 
 
+def test_only_epochs_with_a_full_window_compete(monkeypatch):
+    _scripted_validation(monkeypatch, [0.9, 0.1, 0.1, 0.2, 0.2])   # a lucky first epoch would win on its own
+    trained, _ = _train(_params(epochs=5, validation={"window": 3, "refit": False}))
+    assert trained.kept_epoch == 2   # trailing means 0.37, 0.13, 0.17 from epoch 2 on
+    _scripted_validation(monkeypatch, [0.9, 0.1])
+    shorter, _ = _train(_params(epochs=2, validation={"window": 3, "refit": False}))
+    assert shorter.kept_epoch == 1   # a run shorter than the window keeps its last epoch
+
+
 def test_the_refit_trains_on_every_speaker_through_the_epoch_validation_chose(monkeypatch):
     _scripted_validation(monkeypatch, [0.2, 0.6, 0.4])
     refit_rows: list[dict] = []
