@@ -237,6 +237,8 @@ class TrainDecoderParams(Section):
     texture_channels: int = Field(256, ge=8)
     hidden: int = Field(512, ge=1, description="the shared FC layer, the f_dec of the encoder's loss")
     landmark_hidden: int = Field(256, ge=1)
+    warp_field: int | None = Field(16, ge=2, description="the warp's spline is evaluated on warp_field² points and "
+                                   "upsampled (null: at every pixel)")
     epochs: int = Field(60, ge=1)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(2e-3, gt=0)
@@ -321,6 +323,9 @@ class EncoderValidationParams(Section):
         "`window` epochs; the latest of equals), or the last; `refit` then trains on every speaker through it")
     window: int = Field(5, ge=1, description="epochs in the trailing mean of validation R@1 the choice is made on "
                         "(1: each epoch's own): a few validation speakers score in coarse, noisy steps")
+    tolerance_se: float = Field(1.0, ge=0, description="trailing means within this many standard errors of "
+                                "the best (√(p(1−p)/n) of R@1 p on n validation clips) count as equal, and the latest "
+                                "of equals is kept (0: only exact equals)")
     refit: bool = Field(True, description="then train again from the start on every training speaker, validation "
                         "ones included, through the epoch kept, and save that model (as ridge refits its chosen "
                         "strength): the choice is made on held-out speakers, the model learns from all of them; "
@@ -340,7 +345,7 @@ class TrainEncoderParams(Section):
     model: VoiceEncoderParams = VoiceEncoderParams()
     crop_seconds: float = Field(1.5, gt=0.5, description="random crop of each 6 s clip per step (augmentation); "
                                 "at most the clip: the stage checks it against the shards' audio")
-    epochs: int = Field(60, ge=1)
+    epochs: int = Field(90, ge=1)
     batch_size: int = Field(8, ge=2)
     lr: float = Field(1e-3, gt=0)
     betas: tuple[Beta, Beta] = (0.5, 0.999)

@@ -39,6 +39,8 @@ class FaceDecoderConfig:
     texture_channels: int = 256   # channels at that grid; halved by every ×2 upsampling, at least 32
     landmark_hidden: int = 256
     n_landmarks: int = 68
+    warp_field: int | None = None  # the TPS is evaluated on this many × this many points, then upsampled (None:
+                                   # at every pixel); the spline is smooth, and its kernel is most of a step's cost
 
 
 class DecodedFace(NamedTuple):
@@ -72,7 +74,7 @@ class FaceDecoder(nn.Module):
     def __init__(self, config: FaceDecoderConfig):
         super().__init__()
         c = config
-        if min(c.in_dim, c.hidden, c.texture_channels, c.landmark_hidden, c.n_landmarks) < 1:
+        if min(c.in_dim, c.hidden, c.texture_channels, c.landmark_hidden, c.n_landmarks, c.warp_field or 1) < 1:
             raise ValueError(f"all FaceDecoderConfig sizes must be positive, got {c}")
         steps = upsampling_steps(c.image_size, c.texture_grid)
         self.config = config
@@ -113,7 +115,7 @@ class FaceDecoder(nn.Module):
         landmarks = mean + self.landmarks(h).view(B, c.n_landmarks, 2)        # (B, L, 2)
         grid = self.to_grid(h).view(B, c.texture_channels, c.texture_grid, c.texture_grid)  # (B, C, g, g)
         texture = torch.sigmoid(self.texture(torch.relu(grid)))               # (B, 3, S, S)
-        image = tps_warp(texture, mean, landmarks)                            # (B, 3, S, S)
+        image = tps_warp(texture, mean, landmarks, field_size=c.warp_field)   # (B, 3, S, S)
         return DecodedFace(image, texture, landmarks)
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:

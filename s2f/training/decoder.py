@@ -119,7 +119,7 @@ def train_decoder(t: DecoderTargets, proxy: FeatureProxy | None, p: TrainDecoder
     torch.manual_seed(p.seed)
     decoder = FaceDecoder(FaceDecoderConfig(in_dim=t.features.shape[1], hidden=p.hidden, image_size=p.image_size,
                                             texture_grid=p.texture_grid, texture_channels=p.texture_channels,
-                                            landmark_hidden=p.landmark_hidden))
+                                            landmark_hidden=p.landmark_hidden, warp_field=p.warp_field))
     decoder.set_mean_shape(t.mean)
     weights = DecoderLossWeights(texture=p.loss.texture, landmarks=p.loss.landmarks, identity=p.loss.identity)
     identity = proxy.to(runtime.device) if proxy is not None and p.loss.identity > 0 else None

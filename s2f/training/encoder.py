@@ -17,7 +17,10 @@ features (`s2f.metrics.gallery_recall`), in the same per-epoch row as the traini
 `val_recall_at_K`), with the loss weights in effect (`weight_*`). The weights kept are those of the epoch with the
 best validation R@1 averaged over the `validation.window` epochs up to it (`val_recall_at_1_trailing`: a dozen
 validation speakers score in steps of a few points, and a single lucky epoch chose a refit half as long), among the
-epochs with a full window (a run shorter than the window keeps its last epoch), or the last. The calibrated
+epochs with a full window (a run shorter than the window keeps its last epoch), or the last. Trailing means within
+`validation.tolerance_se` standard errors of the best (`recall_standard_error`) are equal, and the latest of equals
+is kept: a dozen speakers cannot tell apart the epochs of a flat curve, and a refit through an early one learns
+less. The calibrated
 weights, the recent scores and the best epoch's weights so far travel in every checkpoint, so a resumed run
 calibrates and chooses as the uninterrupted one did.
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,16 +106,18 @@ class _EncoderState:
     def __init__(self, weights: LossWeights):
         self.weights = weights
         self.calibration: dict[str, float] | None = None
-        self.best: dict[str, Any] | None = None   # {"epoch", "value", "model": state_dict}
+        self.best: dict[str, Any] | None = None   # the epoch kept: {"epoch", "value", "model": state_dict}
+        self.top: float | None = None             # the best trailing validation R@1 so far
         self.recent: list[float] = []             # the last `validation.window` epochs' validation R@1
 
     def state_dict(self) -> dict[str, Any]:
         return {"weights": dataclasses.asdict(self.weights), "calibration": self.calibration, "best": self.best,
-                "recent": self.recent}
+                "top": self.top, "recent": self.recent}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.weights = LossWeights(**state["weights"])
         self.calibration, self.best, self.recent = state["calibration"], state["best"], state["recent"]
+        self.top = state["top"]
 
 
 def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, identity_head: nn.Module | None,
@@ -201,6 +207,7 @@ def _train_and_validate(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Modu
                           np.asarray(speakers)[held] if speakers is not None else np.array([]),
                           f_dec, head, runtime.device) if held.any() else None
     keep_best = validate is not None and p.validation.keep == "best_val_recall_at_1"
+    validation_clips = int(held.sum())
 
     def end_epoch(epoch: int) -> dict[str, float]:
         # averaged over ranks (each scores with its own batch-norm statistics), so every rank keeps the same epoch
@@ -210,9 +217,11 @@ def _train_and_validate(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Modu
             row["val_recall_at_1_trailing"] = float(np.mean(state.recent))
         chosen_on = row.get("val_recall_at_1_trailing")
         full_window = len(state.recent) >= min(p.validation.window, p.epochs)   # no early, single-epoch luck
-        if keep_best and full_window and (state.best is None or chosen_on >= state.best["value"]):  # latest of equals
-            state.best = {"epoch": epoch, "value": chosen_on,
-                          "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+        if keep_best and full_window:
+            state.top = chosen_on if state.top is None else max(state.top, chosen_on)
+            if chosen_on >= state.top - p.validation.tolerance_se * recall_standard_error(state.top, validation_clips):
+                state.best = {"epoch": epoch, "value": chosen_on,   # the latest of equals
+                              "model": {k: v.detach().clone() for k, v in model.state_dict().items()}}
         return row | {f"weight_{k}": getattr(state.weights, k) for k in TERMS}
 
     opt = torch.optim.Adam(model.parameters(), lr=p.lr, betas=p.betas, eps=p.eps)
@@ -232,6 +241,12 @@ def _train_and_validate(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Modu
     return TrainedEncoder(model, state.weights, state.calibration, kept, history[kept] if history else {},
                           len(set(np.asarray(speakers)[held].tolist())) if speakers is not None else 0,
                           int(train.sum()))
+
+
+def recall_standard_error(recall: float, queries: int) -> float:
+    """The binomial standard error of a recall measured on `queries` clips: how far apart two epochs' validation
+    R@1 must be before the difference means more than which few clips happened to rank first."""
+    return math.sqrt(max(recall * (1 - recall), 0.0) / max(queries, 1))
 
 
 def _validator(model: VoiceEncoder, audio: np.ndarray, target: torch.Tensor, speakers: np.ndarray, f_dec: nn.Module,

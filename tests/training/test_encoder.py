@@ -17,7 +17,9 @@ CPU = Runtime(torch.device("cpu"))
 
 
 def _params(**changes) -> TrainEncoderParams:
-    params = {**PARAMS, "epochs": 3, "loop": {"checkpoint_every": 0, "amp": False}}
+    # tolerance_se 0: these tests script exact choices; test_epochs_within_a_standard_error_count_as_equal the rest
+    params = {**PARAMS, "epochs": 3, "loop": {"checkpoint_every": 0, "amp": False},
+              "validation": {**PARAMS["validation"], "tolerance_se": 0.0}}
     for key, value in changes.items():
         params[key] = {**params.get(key, {}), **value} if isinstance(value, dict) else value
     return TrainEncoderParams.model_validate(params)
@@ -120,6 +122,16 @@ def test_the_epoch_is_chosen_on_the_trailing_mean_of_validation_recall(monkeypat
     trained, rows = _train(_params(epochs=5, validation={"window": 3, "refit": False}))
     assert [round(r["val_recall_at_1_trailing"], 4) for r in rows] == [0.1, 0.4, 0.3333, 0.4667, 0.4]
     assert trained.kept_epoch == 3 and trained.kept_row["val_recall_at_1"] == 0.5
+
+
+@pytest.mark.parametrize("tolerance_se, kept", [(0.0, 1), (1.0, 3)])
+def test_epochs_within_a_standard_error_count_as_equal(monkeypatch, tolerance_se, kept):
+    """8 validation clips (2 of 6 speakers): R@1 0.6 has a standard error of √(0.6·0.4/8) = 0.17, so 0.5 is tied
+    with it (the later of the two is kept) and 0.4 is not."""
+    _scripted_validation(monkeypatch, [0.2, 0.6, 0.4, 0.5])
+    trained, _ = _train(_params(epochs=4, validation={"window": 1, "refit": False, "tolerance_se": tolerance_se}))
+    assert trained.kept_epoch == kept
+    assert encoder_module.recall_standard_error(0.6, 8) == pytest.approx(0.1732, abs=1e-4)
 
 
 def test_only_epochs_with_a_full_window_compete(monkeypatch):
