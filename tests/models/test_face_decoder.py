@@ -73,7 +73,7 @@ def test_texture_at_the_mean_shape_appears_at_the_predicted_landmarks():
 
 
 def test_a_coarse_warp_field_draws_nearly_the_exact_warp_and_is_saved(tmp_path):
-    """warp_field evaluates the spline on a coarse grid (the demo: 16² at 64 px, 2.5× faster a step): the same
+    """warp_field evaluates the spline on a coarse grid (the demo: 16² at 64 px, half the stage's time): the same
     weights must draw nearly the same face, and a saved decoder must come back with its field."""
     torch.manual_seed(0)
     exact = FaceDecoder(dataclasses.replace(TINY, image_size=32)).eval()
