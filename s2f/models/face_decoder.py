@@ -74,7 +74,8 @@ class FaceDecoder(nn.Module):
     def __init__(self, config: FaceDecoderConfig):
         super().__init__()
         c = config
-        if min(c.in_dim, c.hidden, c.texture_channels, c.landmark_hidden, c.n_landmarks, c.warp_field or 1) < 1:
+        if min(c.in_dim, c.hidden, c.texture_channels, c.landmark_hidden, c.n_landmarks,
+               1 if c.warp_field is None else c.warp_field) < 1:
             raise ValueError(f"all FaceDecoderConfig sizes must be positive, got {c}")
         steps = upsampling_steps(c.image_size, c.texture_grid)
         self.config = config
