@@ -1,11 +1,12 @@
 """Worker pools: results as they finish (a slow item idles no one), bounded look-ahead, errors reach the caller,
 and shards still assembled in item order by the shard engine."""
 
+import os
 import time
 
 import pytest
 
-from s2f.parallel import process_imap_unordered
+from s2f.parallel import core_shares, process_imap_unordered, process_map
 from s2f.shard_engine import ShardEngine, ShardKind, ShardTask
 
 
@@ -46,6 +47,37 @@ def test_the_pool_takes_at_most_a_window_of_items_ahead_of_the_results():
 def test_an_error_in_a_worker_reaches_the_caller():
     with pytest.raises(ValueError, match="item 3 is bad"):
         list(process_imap_unordered(2, _fail_on_three, range(6)))
+
+
+def test_core_shares_split_the_cores_into_disjoint_even_sets():
+    assert core_shares(2, [0, 1]) == [{0}, {1}]
+    shares = core_shares(3, list(range(8)))
+    assert [len(s) for s in shares] == [3, 3, 2]
+    assert set().union(*shares) == set(range(8)) and sum(map(len, shares)) == 8  # every core once
+    assert core_shares(1, [4, 5]) == [{4, 5}]
+    assert core_shares(3, [0, 1]) is None  # more workers than cores: the scheduler balances them
+
+
+def _where(item: float) -> tuple[int, frozenset[int]]:
+    time.sleep(item)
+    return os.getpid(), frozenset(os.sched_getaffinity(0))
+
+
+def _mapped(items: list[float]) -> list:
+    with process_map(2) as map_:
+        return map_(_where, items)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to give 2 workers one each")
+@pytest.mark.parametrize("run", [lambda items: list(process_imap_unordered(2, _where, items)), _mapped],
+                         ids=["imap_unordered", "map"])
+def test_each_worker_runs_on_its_own_cores(run):
+    cores = os.sched_getaffinity(0)
+    seen = dict(run([0.2] * 6))  # long enough that both workers take items
+    assert len(seen) == 2
+    first, second = seen.values()
+    assert first and second and not first & second and first | second <= cores
+    assert os.sched_getaffinity(0) == cores  # this process is not pinned
 
 
 def test_one_worker_runs_in_this_process_in_order():
