@@ -43,7 +43,10 @@ def _pin_to_next_share(taken: Any, shares: list[set[int]]) -> None:
     replace one that died takes the share after the last, wrapping round."""
     with taken.get_lock():
         index, taken.value = taken.value, taken.value + 1
-    os.sched_setaffinity(0, shares[index % len(shares)])
+    try:
+        os.sched_setaffinity(0, shares[index % len(shares)])
+    except OSError:  # a container that forbids it, or cores taken away since: run unpinned, as before
+        pass
 
 
 @contextmanager
