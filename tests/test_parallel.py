@@ -1,5 +1,5 @@
 """Worker pools: results as they finish (a slow item idles no one), bounded look-ahead, errors reach the caller,
-and shards still assembled in item order by the shard engine."""
+each worker on cores of its own, and shards still assembled in item order by the shard engine."""
 
 import os
 import time
