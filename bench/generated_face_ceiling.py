@@ -34,16 +34,18 @@ def main() -> None:
     parser.add_argument("--sizes", default="224,128,64", help="px, comma-separated (the GANs draw 64 or 128)")
     args = parser.parse_args()
     test = load_split(ROOT / "data/preprocessed", ROOT / "data/features", "test", audio=False, faces=True).in_memory()
-    features = load_section("features", ROOT / "params.yaml")
-    backend = get_backend(features.backend, **backend_options(features))
+    params = ROOT / "params.yaml"
+    backend_params, evaluate = load_section("features", params), load_section("evaluate", params)
+    margin = load_section("preprocess", params).crop_margin  # as `evaluate` calls the image metrics
+    backend = get_backend(backend_params.backend, **backend_options(backend_params))
     faces = np.asarray(test.face)
     print(f"{len(faces)} held-out faces of {len(set(test.speakers))} speakers, described with {backend.name}")
     print("| size | R@1 | R@10 | detection ratio | Fréchet distance |")
     print("|---|---|---|---|---|")
     for size in (int(s) for s in args.sizes.split(",")):
         small = shrink(faces, size)
-        features = embed_generated(small, backend)
-        scores = retrieval_metrics(features, test, [1, 10])
+        features = embed_generated(small, backend, margin=margin)
+        scores = retrieval_metrics(features, test, [1, 10], evaluate.gallery_size, evaluate.seed)
         print(f"| {size} | {scores['recall_at_1']:.3f} | {scores['recall_at_10']:.3f} "
               f"| {detection_ratio(small)['ratio']:.2f} | {frechet_distance(test.embedding, features):.3f} |",
               flush=True)

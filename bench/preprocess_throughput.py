@@ -125,11 +125,10 @@ def run_s2f(corpus: Corpus, manifest: pd.DataFrame, out_dir: Path, workers: int)
     return timed_run(work, out_dir, len(manifest), "shard-*.npz")
 
 
-def decode_clip(path: Path, workers: int) -> int:
+def decode_clip(path: Path, threads: int) -> int:
     """The two ffmpeg calls preprocessing makes for a clip (its audio with the container's description, then the
     frames searched for a face), and nothing else."""
     params = PreprocessParams()
-    threads = decode_threads(workers)
     probed = media.probe_and_read_audio(path, params.sample_rate, params.seconds, threads=threads)
     if probed.info.has_video:
         media.read_frames(path, params.face_frames, min(probed.info.duration, params.seconds), threads=threads)
@@ -142,7 +141,7 @@ def run_decoding(corpus: Corpus, workers: int) -> Run:
     paths = [corpus.raw_dir / clip for clip in corpus.manifest["clip"]]
     cpu, start = cpu_seconds(), time.perf_counter()
     with process_map(workers) as map_:
-        decoded = sum(map_(partial(decode_clip, workers=workers), paths))
+        decoded = sum(map_(partial(decode_clip, threads=decode_threads(workers)), paths))  # counted here, as s2f does
     return Run(time.perf_counter() - start, len(paths), decoded, 0, cpu_seconds() - cpu)
 
 

@@ -40,11 +40,14 @@ def core_shares(workers: int, cores: list[int]) -> list[set[int]] | None:
 
 def _pin_to_next_share(taken: Any, shares: list[set[int]]) -> None:
     """Pool initializer: take the next share and run on it (ffmpeg children inherit it). A worker the pool starts to
-    replace one that died takes the share after the last, wrapping round."""
+    replace one that died runs unpinned: which share the dead one held is not known here, and a guess could put two
+    workers on one share while another share idles."""
     with taken.get_lock():
         index, taken.value = taken.value, taken.value + 1
+    if index >= len(shares):
+        return
     try:
-        os.sched_setaffinity(0, shares[index % len(shares)])
+        os.sched_setaffinity(0, shares[index])
     except OSError:  # a container that forbids it, or cores taken away since: run unpinned, as before
         pass
 

@@ -1,12 +1,13 @@
 """Worker pools: results as they finish (a slow item idles no one), bounded look-ahead, errors reach the caller,
 each worker on cores of its own, and shards still assembled in item order by the shard engine."""
 
+import multiprocessing
 import os
 import time
 
 import pytest
 
-from s2f.parallel import core_shares, process_imap_unordered, process_map
+from s2f.parallel import _pin_to_next_share, core_shares, process_imap_unordered, process_map
 from s2f.shard_engine import ShardEngine, ShardKind, ShardTask
 
 
@@ -68,7 +69,21 @@ def _mapped(items: list[float]) -> list:
         return map_(_where, items)
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores to give 2 workers one each")
+def _can_pin() -> bool:
+    """Linux, 2 cores or more, and allowed to pin (some containers forbid it)."""
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        return False
+    try:
+        os.sched_setaffinity(0, os.sched_getaffinity(0))
+    except OSError:
+        return False
+    return True
+
+
+pinning = pytest.mark.skipif(not _can_pin(), reason="needs Linux, 2 cores and permission to pin a process to them")
+
+
+@pinning
 @pytest.mark.parametrize("run", [lambda items: list(process_imap_unordered(2, _where, items)), _mapped],
                          ids=["imap_unordered", "map"])
 def test_each_worker_runs_on_its_own_cores(run):
@@ -78,6 +93,25 @@ def test_each_worker_runs_on_its_own_cores(run):
     first, second = seen.values()
     assert first and second and not first & second and first | second <= cores
     assert os.sched_getaffinity(0) == cores  # this process is not pinned
+
+
+def _refuse(*args) -> None:
+    raise PermissionError("sched_setaffinity: operation not permitted")
+
+
+@pinning
+def test_workers_that_may_not_pin_themselves_run_unpinned(monkeypatch):
+    monkeypatch.setattr(os, "sched_setaffinity", _refuse)  # the forked workers inherit the refusal
+    seen = dict(process_imap_unordered(2, _where, [0.2] * 6))
+    assert set(seen.values()) == {frozenset(os.sched_getaffinity(0))}
+
+
+@pinning
+def test_a_replacement_worker_runs_unpinned_rather_than_on_a_share_in_use():
+    shares, taken = [{0}, {1}], multiprocessing.Value("i", 2)  # both shares already handed out
+    before = os.sched_getaffinity(0)
+    _pin_to_next_share(taken, shares)
+    assert os.sched_getaffinity(0) == before and taken.value == 3
 
 
 def test_one_worker_runs_in_this_process_in_order():

@@ -74,9 +74,10 @@ class FaceDecoder(nn.Module):
     def __init__(self, config: FaceDecoderConfig):
         super().__init__()
         c = config
-        if min(c.in_dim, c.hidden, c.texture_channels, c.landmark_hidden, c.n_landmarks,
-               1 if c.warp_field is None else c.warp_field) < 1:
+        if min(c.in_dim, c.hidden, c.texture_channels, c.landmark_hidden, c.n_landmarks) < 1:
             raise ValueError(f"all FaceDecoderConfig sizes must be positive, got {c}")
+        if c.warp_field is not None and c.warp_field < 2:  # one point would warp the whole image by one offset
+            raise ValueError(f"FaceDecoderConfig.warp_field must be at least 2 (or None: exact), got {c.warp_field}")
         steps = upsampling_steps(c.image_size, c.texture_grid)
         self.config = config
         self.first = nn.Linear(c.in_dim, c.hidden)                            # f_dec of the Speech2Face loss

@@ -90,8 +90,9 @@ def test_a_coarse_warp_field_draws_nearly_the_exact_warp_and_is_saved(tmp_path):
     assert 0 < (a.image - b.image).abs().mean() < 0.01
     save_model(coarse, tmp_path / "decoder.pt")
     assert load_model(tmp_path / "decoder.pt").config.warp_field == 8
-    with pytest.raises(ValueError, match="must be positive"):
-        FaceDecoder(dataclasses.replace(TINY, warp_field=0))
+    for too_coarse in (0, 1):
+        with pytest.raises(ValueError, match="at least 2"):
+            FaceDecoder(dataclasses.replace(TINY, warp_field=too_coarse))
 
 
 def test_set_mean_shape_refuses_pixels_and_wrong_shapes():

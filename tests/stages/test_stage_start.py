@@ -1,5 +1,6 @@
-"""The data stages start without importing torch: they never run a model, and torch alone adds about 0.7 s to the
-start of every stage process (each partition of preprocess and features is one)."""
+"""The data stages start without importing torch, which alone adds about 0.7 s to the start of every stage process
+(each partition of preprocess and features is one). Those that fit the identity head (features over the whole corpus,
+gather) import it when they get there."""
 
 import subprocess
 import sys
