@@ -42,7 +42,7 @@ from s2f.demo.corpus import generate_demo_corpus  # noqa: E402
 from s2f.faces.dlib_models import hog_detector  # noqa: E402
 from s2f.io import media  # noqa: E402
 from s2f.parallel import process_map  # noqa: E402
-from s2f.preprocess import decode_threads, preprocess_corpus  # noqa: E402
+from s2f.preprocess import _frames, decode_threads, preprocess_corpus  # noqa: E402
 from s2f.sources.local import from_manifest  # noqa: E402
 
 REALSAMPLE = ROOT.parent / "shared/data/realsample"
@@ -130,8 +130,7 @@ def decode_clip(path: Path, threads: int) -> int:
     frames searched for a face), and nothing else."""
     params = PreprocessParams()
     probed = media.probe_and_read_audio(path, params.sample_rate, params.seconds, threads=threads)
-    if probed.info.has_video:
-        media.read_frames(path, params.face_frames, min(probed.info.duration, params.seconds), threads=threads)
+    _frames(path, probed.info, None, params, threads)  # preprocessing's own choice of which frames to read
     return 1
 
 
