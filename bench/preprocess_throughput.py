@@ -42,7 +42,7 @@ from s2f.demo.corpus import generate_demo_corpus  # noqa: E402
 from s2f.faces.dlib_models import hog_detector  # noqa: E402
 from s2f.io import media  # noqa: E402
 from s2f.parallel import process_map  # noqa: E402
-from s2f.preprocess import _frames, decode_threads, preprocess_corpus  # noqa: E402
+from s2f.preprocess import _frames, _read_together, decode_threads, preprocess_corpus  # noqa: E402
 from s2f.sources.local import from_manifest  # noqa: E402
 
 REALSAMPLE = ROOT.parent / "shared/data/realsample"
@@ -126,11 +126,12 @@ def run_s2f(corpus: Corpus, manifest: pd.DataFrame, out_dir: Path, workers: int)
 
 
 def decode_clip(path: Path, threads: int) -> int:
-    """The two ffmpeg calls preprocessing makes for a clip (its audio with the container's description, then the
-    frames searched for a face), and nothing else."""
+    """The ffmpeg calls preprocessing makes for a clip (its audio with the container's description and the frames
+    searched for a face: one process for an MP4, two otherwise), and nothing else."""
     params = PreprocessParams()
-    probed = media.probe_and_read_audio(path, params.sample_rate, params.seconds, threads=threads)
-    _frames(path, probed.info, None, params, threads)  # preprocessing's own choice of which frames to read
+    if _read_together(path, None, params, threads) is None:
+        probed = media.probe_and_read_audio(path, params.sample_rate, params.seconds, threads=threads)
+        _frames(path, probed.info, None, params, threads)  # preprocessing's own choice of which frames to read
     return 1
 
 

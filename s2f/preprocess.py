@@ -26,6 +26,7 @@ from s2f.config import PreprocessParams, resolve_workers
 from s2f.faces.detect import FaceBox, crop_face, detect_faces, face_at, is_ambiguous, largest_face
 from s2f.io import codecs, media
 from s2f.io.hashing import HashCache
+from s2f.io.movie_header import read_movie_header
 from s2f.io.shards import quarantine_table, record_name, shard_name, work_key, write_json_atomic, write_table
 from s2f.lineage import closure_hash
 from s2f.partitions import Partition
@@ -142,20 +143,36 @@ def _frames(path: Path, info: media.MediaInfo, image: Path | None, params: Prepr
     return media.read_frames(path, params.face_frames, min(info.duration, params.seconds), threads=threads)
 
 
+def _read_together(path: Path, image: Path | None, params: PreprocessParams,
+                   threads: int) -> tuple[media.ProbedAudio, list[tuple[float, np.ndarray]]] | None:
+    """The clip's audio and the frames `_frames` would read, from one ffmpeg process instead of two, when the file's
+    header tells its duration beforehand (MP4/MOV: `s2f.io.movie_header`); None when they must be read apart. The
+    result is the same either way: `probe_audio_and_frames` checks the duration ffmpeg reports against the header's."""
+    if image is not None:
+        return None
+    header = read_movie_header(path)
+    if header is None or not (header.has_audio and header.has_video):
+        return None
+    span = min(media.as_reported(header.duration), params.seconds)
+    return media.probe_audio_and_frames(path, params.sample_rate, params.seconds, params.face_frames, span,
+                                        threads=threads)
+
+
 def process_clip(path: Path, params: PreprocessParams, image: Path | None = None,
                  position: tuple[float, float] | None = None, decode_threads: int = 0) -> Sample | Rejection:
     """One clip (and optionally a separate face photo) → a sample, or the reason it cannot be one.
 
     `decode_threads`: ffmpeg's decoder threads (0: its own choice); the sample is the same whatever the count."""
     try:
-        probed = media.probe_and_read_audio(path, params.sample_rate, params.seconds,  # one ffmpeg process
-                                            threads=decode_threads)
+        together = _read_together(path, image, params, decode_threads)
+        probed = together[0] if together else media.probe_and_read_audio(  # one ffmpeg process
+            path, params.sample_rate, params.seconds, threads=decode_threads)
         info = probed.info
         audio = _read_audio(probed, params)
         if isinstance(audio, Rejection):
             return audio
         stats_samples = len(audio)
-        frames = _frames(path, info, image, params, decode_threads)
+        frames = together[1] if together else _frames(path, info, image, params, decode_threads)
         if isinstance(frames, Rejection):
             return frames
     except media.MediaError as err:

@@ -17,7 +17,7 @@ from skimage import data as skdata
 
 from s2f.config import PreprocessParams
 from s2f.io.shards import read_shard
-from s2f.preprocess import Rejection, Sample, decode_threads, preprocess_corpus, process_clip, record_name
+from s2f.preprocess import Rejection, Sample, _read_together, decode_threads, preprocess_corpus, process_clip, record_name
 from tests.conftest import ROOT, ffmpeg
 
 
@@ -269,3 +269,16 @@ def test_a_shard_failing_validation_is_quarantined_and_too_many_fail_the_run(tmp
     check_bad_shards(["shard-00000.npz"], 10, 0.1, tmp_path)  # 1 of 10: tolerated
     with pytest.raises(TooManyBadShards, match="2 of 10 shards failed"):
         check_bad_shards(["shard-00000.npz", "shard-00001.npz"], 10, 0.1, tmp_path)
+
+
+@pytest.mark.parametrize("clip", ["eamm_mead__crop_M030_sad_3_001.mp4", "pcavs__Pose_Source__741400163.mp4"])
+def test_an_mp4_is_read_in_one_ffmpeg_process_and_gives_the_same_sample(realsample, clip, monkeypatch):
+    """MP4s take the one-process read (`_read_together`); the sample is the one the two separate calls give."""
+    path, params = realsample / "clips" / clip, PreprocessParams()
+    assert _read_together(path, None, params, 1) is not None
+    together = process_clip(path, params, decode_threads=1)
+    monkeypatch.setattr("s2f.preprocess._read_together", lambda *args: None)
+    apart = process_clip(path, params, decode_threads=1)
+    assert isinstance(together, Sample) and isinstance(apart, Sample), (together, apart)
+    assert together.audio_flac == apart.audio_flac and together.face_jpeg == apart.face_jpeg
+    assert together.stats == apart.stats

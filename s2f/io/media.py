@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,11 @@ def _media_info(path: Path, stderr: str) -> MediaInfo:
     )
 
 
+def as_reported(seconds: float) -> float:
+    """A duration as `ffmpeg -i` prints it (whole 10 ms, half rounded up) and `_media_info` reads it back."""
+    return int((round(seconds * 1e6) + 5000) // 10000) / 100
+
+
 def _run(cmd: list[str], path: Path, reason: str, timeout: float) -> bytes:
     proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
     if proc.returncode != 0:
@@ -115,6 +121,11 @@ def _threads(threads: int) -> list[str]:
     return ["-threads", str(threads)] if threads > 0 else []
 
 
+def _audio_output(sample_rate: int, max_seconds: float, target: str) -> list[str]:
+    """Mono int16 at `sample_rate`, at most `max_seconds` (a bounded read), to `target`."""
+    return ["-t", f"{max_seconds}", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-acodec", "pcm_s16le", target]
+
+
 def probe_and_read_audio(path: Path, sample_rate: int, max_seconds: float, timeout: float = 60.0,
                          threads: int = 0) -> ProbedAudio:
     """What `probe` then `read_audio` give, from one process: the static ffmpeg binary takes about 16 ms just to
@@ -123,9 +134,7 @@ def probe_and_read_audio(path: Path, sample_rate: int, max_seconds: float, timeo
     audio stream only when there is one. A container that does not open raises MediaError, as `probe` does."""
     _check_file(path)
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", *LOCAL_ONLY, *_threads(threads), "-i", str(path),
-           "-map", "0:a:0?",
-           "-t", f"{max_seconds}", "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-acodec", "pcm_s16le",
-           "pipe:1"]
+           "-map", "0:a:0?", *_audio_output(sample_rate, max_seconds, "pipe:1")]
     proc = subprocess.run(cmd, capture_output=True, timeout=timeout)
     stderr = proc.stderr.decode(errors="replace")
     info = _media_info(path, stderr)
@@ -140,8 +149,8 @@ def probe_and_read_audio(path: Path, sample_rate: int, max_seconds: float, timeo
 
 def read_audio(path: Path, sample_rate: int, max_seconds: float, timeout: float = 60.0) -> np.ndarray:
     """The first audio stream as mono int16 at `sample_rate`, at most `max_seconds` long (bounded read)."""
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", *LOCAL_ONLY, "-i", str(path), "-map", "0:a:0", "-t", f"{max_seconds}",
-           "-ac", "1", "-ar", str(sample_rate), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1"]
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", *LOCAL_ONLY, "-i", str(path), "-map", "0:a:0",
+           *_audio_output(sample_rate, max_seconds, "pipe:1")]
     raw = _run(cmd, path, "audio_decode_failed", timeout)
     return np.frombuffer(raw, dtype="<i2").copy()
 
@@ -154,16 +163,62 @@ def read_frames(path: Path, count: int, span: float, timeout: float = 120.0,
     (1.2 s per 1080p frame here); the `fps` filter picks the frames while decoding once. PPM output carries each
     frame's size, so rotated or odd-sized video needs no guessing. `threads`: see `_threads`.
     """
-    step = span / count
-    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", "-ss", f"{step / 2:.3f}", *LOCAL_ONLY, *_threads(threads),
-           "-i", str(path),
-           "-map", "0:v:0",
-           "-t", f"{span:.3f}", "-vf", f"fps={count}/{span:.6f}:eof_action=pass", "-frames:v", str(count),
-           "-pix_fmt", "rgb24", "-f", "image2pipe", "-vcodec", "ppm", "pipe:1"]  # 8-bit even from 10-bit video
+    seek, output = _frame_args(count, span)
+    cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", *seek, *LOCAL_ONLY, *_threads(threads), "-i", str(path),
+           "-map", "0:v:0", *output]
     frames = _split_ppm(_run(cmd, path, "video_decode_failed", timeout))
     if not frames:
         raise MediaError(path, "video_decode_failed", f"no frame in the first {span:.2f} s")
+    return _timed(frames, count, span)
+
+
+def _frame_args(count: int, span: float) -> tuple[list[str], list[str]]:
+    """The input seek and the output options that pick `count` frames evenly over `span` s (see `read_frames`)."""
+    step = span / count
+    return (["-ss", f"{step / 2:.3f}"],
+            ["-t", f"{span:.3f}", "-vf", f"fps={count}/{span:.6f}:eof_action=pass", "-frames:v", str(count),
+             "-pix_fmt", "rgb24", "-f", "image2pipe", "-vcodec", "ppm", "pipe:1"])  # 8-bit even from 10-bit video
+
+
+def _timed(frames: list[np.ndarray], count: int, span: float) -> list[tuple[float, np.ndarray]]:
+    step = span / count
     return [(step / 2 + i * step, frame) for i, frame in enumerate(frames)]
+
+
+def probe_audio_and_frames(path: Path, sample_rate: int, max_seconds: float, count: int, span: float,
+                           timeout: float = 180.0, threads: int = 0
+                           ) -> tuple[ProbedAudio, list[tuple[float, np.ndarray]]] | None:
+    """`probe_and_read_audio` and `read_frames(path, count, span)` from ONE ffmpeg process, or None when that one
+    process cannot stand for the two: it failed in any way, found no frame, or `span` (which the caller takes from
+    the file's header, `s2f.io.movie_header`) is not min(the duration ffmpeg reports, `max_seconds`).
+
+    Why: the static binary costs about 13 ms of CPU to start, and a second input open costs less than a second
+    process (20 ms a clip saved on the realsample clips). The same file is opened as two inputs, the second with the
+    frames' seek, so each stream is decoded exactly as in the separate calls: the same samples and frames, bit for bit
+    (tested). The audio goes to an unlinked temporary file passed as a descriptor (a pipe would need a reader thread
+    not to block ffmpeg), the frames to stdout. On None the caller makes the two separate calls, whose errors say
+    which part failed.
+    """
+    _check_file(path)
+    seek, frame_output = _frame_args(count, span)
+    with tempfile.TemporaryFile() as audio:
+        fd = audio.fileno()
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats",
+               *LOCAL_ONLY, *_threads(threads), "-i", str(path),
+               *seek, *LOCAL_ONLY, *_threads(threads), "-i", str(path),
+               "-map", "0:a:0", *_audio_output(sample_rate, max_seconds, f"pipe:{fd}"),
+               "-map", "1:v:0", *frame_output]
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, pass_fds=(fd,))
+        if proc.returncode != 0:
+            return None
+        audio.seek(0)
+        samples = np.frombuffer(audio.read(), dtype="<i2").copy()
+    info = _media_info(path, proc.stderr.decode(errors="replace"))
+    frames = _split_ppm(proc.stdout)
+    if not (info.has_audio and info.has_video and frames) or _frame_args(count, min(info.duration, max_seconds)) \
+            != (seek, frame_output):
+        return None
+    return ProbedAudio(info, samples), _timed(frames, count, span)
 
 
 def _split_ppm(raw: bytes) -> list[np.ndarray]:
