@@ -306,9 +306,11 @@ class ShardValidator:
         """Render GX Data Docs (static HTML, no network) for the suites and every validation so far; → index.html."""
         out_dir = Path(out_dir).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
+        from s2f.io.gx_views import site_views
+
         site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out_dir)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}}
+                **site_views()}  # GX's pages, with their compiled templates kept between runs
         if "s2f" in self.context.get_site_names():
             self.context.delete_data_docs_site("s2f")
         self.context.add_data_docs_site("s2f", site)

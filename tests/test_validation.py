@@ -211,3 +211,23 @@ def test_raw_manifest_without_sample_id_column_fails(validator):
     outcome = validator.validate("raw_manifest", pd.DataFrame({"clip": ["a.mp4"], "speaker": ["x"]}), "manifest.csv")
     assert not outcome.success and failed_columns(outcome) == {"sample_id"}
     assert "expect_column_to_exist sample_id: column missing" in outcome.failures
+
+
+def test_data_docs_pages_are_rendered_from_cached_templates(validator, tmp_path, monkeypatch):
+    """Every page view (suites, validations, the index) takes its compiled templates from one bytecode cache, and
+    a second build renders the same pages from it."""
+    import jinja2
+
+    from s2f.io import gx_views
+
+    cache_dir = tmp_path / "jinja"
+    cache_dir.mkdir()
+    monkeypatch.setattr(gx_views, "_bytecode_cache", lambda: jinja2.FileSystemBytecodeCache(str(cache_dir)))
+    check_sample_shard(validator, sample_arrays())
+    first = validator.build_data_docs(tmp_path / "first")
+    cached = sorted(p.name for p in cache_dir.iterdir())
+    assert len(cached) >= 10        # the page, section and index templates GX renders
+    second = validator.build_data_docs(tmp_path / "second")
+    assert sorted(p.name for p in cache_dir.iterdir()) == cached   # nothing compiled anew
+    pages = [sorted(p.relative_to(root.parent).as_posix() for p in root.parent.rglob("*.html")) for root in (first, second)]
+    assert pages[0] == pages[1] and suite_name("sample_shard") in second.read_text()
