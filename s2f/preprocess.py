@@ -140,22 +140,33 @@ def _frames(path: Path, info: media.MediaInfo, image: Path | None, params: Prepr
         return [(0.0, media.read_image(image))]
     if not info.has_video:
         return Rejection("no_video_stream")
-    return media.read_frames(path, params.face_frames, min(info.duration, params.seconds), threads=threads)
+    return media.read_frames(path, params.face_frames, min(info.duration, params.seconds), threads=threads,
+                             reference_only=_reference_only(info.width * info.height, params))
+
+
+def _reference_only(pixels: int, params: PreprocessParams) -> bool:
+    """Whether frames this large are searched among the reference frames only (`media.read_frames`)."""
+    return 0 < params.reference_frames_from <= pixels
 
 
 def _read_together(path: Path, image: Path | None, params: PreprocessParams,
                    threads: int) -> tuple[media.ProbedAudio, list[tuple[float, np.ndarray]]] | None:
     """The clip's audio and the frames `_frames` would read, from one ffmpeg process instead of two, when the file's
-    header tells its duration beforehand (MP4/MOV: `s2f.io.movie_header`); None when they must be read apart. The
-    result is the same either way: `probe_audio_and_frames` checks the duration ffmpeg reports against the header's."""
+    header tells its duration and frame size beforehand (MP4/MOV: `s2f.io.movie_header`); None when they must be
+    read apart. The result is the same either way: the duration and size ffmpeg reports are checked against the
+    header's."""
     if image is not None:
         return None
     header = read_movie_header(path)
     if header is None or not (header.has_audio and header.has_video):
         return None
     span = min(media.as_reported(header.duration), params.seconds)
-    return media.probe_audio_and_frames(path, params.sample_rate, params.seconds, params.face_frames, span,
-                                        threads=threads)
+    reference_only = _reference_only(header.pixels, params)
+    read = media.probe_audio_and_frames(path, params.sample_rate, params.seconds, params.face_frames, span,
+                                        threads=threads, reference_only=reference_only)
+    if read is None or reference_only != _reference_only(read[0].info.width * read[0].info.height, params):
+        return None  # the header's frame size is not the one ffmpeg decodes: read apart, as `_frames` decides
+    return read
 
 
 def process_clip(path: Path, params: PreprocessParams, image: Path | None = None,

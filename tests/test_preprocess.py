@@ -17,7 +17,8 @@ from skimage import data as skdata
 
 from s2f.config import PreprocessParams
 from s2f.io.shards import read_shard
-from s2f.preprocess import Rejection, Sample, _read_together, decode_threads, preprocess_corpus, process_clip, record_name
+from s2f.preprocess import (Rejection, Sample, _read_together, _reference_only, decode_threads, preprocess_corpus,
+                            process_clip, record_name)
 from tests.conftest import ROOT, ffmpeg
 
 
@@ -282,3 +283,10 @@ def test_an_mp4_is_read_in_one_ffmpeg_process_and_gives_the_same_sample(realsamp
     assert isinstance(together, Sample) and isinstance(apart, Sample), (together, apart)
     assert together.audio_flac == apart.audio_flac and together.face_jpeg == apart.face_jpeg
     assert together.stats == apart.stats
+
+
+def test_only_frames_of_hd_and_larger_are_searched_among_reference_frames():
+    params = PreprocessParams()
+    assert [_reference_only(w * h, params) for w, h in [(320, 320), (844, 844), (1280, 720), (1920, 1080)]] == \
+        [False, False, True, True]
+    assert not _reference_only(3840 * 2160, PreprocessParams(reference_frames_from=0))   # 0: always exact

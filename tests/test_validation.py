@@ -229,5 +229,6 @@ def test_data_docs_pages_are_rendered_from_cached_templates(validator, tmp_path,
     assert len(cached) >= 10        # the page, section and index templates GX renders
     second = validator.build_data_docs(tmp_path / "second")
     assert sorted(p.name for p in cache_dir.iterdir()) == cached   # nothing compiled anew
-    pages = [sorted(p.relative_to(root.parent).as_posix() for p in root.parent.rglob("*.html")) for root in (first, second)]
+    pages = [sorted(page.relative_to(index.parent).as_posix() for page in index.parent.rglob("*.html"))
+             for index in (first, second)]
     assert pages[0] == pages[1] and suite_name("sample_shard") in second.read_text()

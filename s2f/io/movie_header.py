@@ -27,12 +27,14 @@ class MovieHeader:
     duration: float        # seconds, as ffmpeg reports it: the longest track after its edit list
     has_audio: bool
     has_video: bool
+    pixels: int = 0        # width × height of the first video track (its header's presentation size)
 
 
 @dataclass
 class _Track:
     kind: bytes = b""              # hdlr handler type: b"soun", b"vide", ...
     header_duration: int = 0       # tkhd, in the movie's time scale
+    pixels: int = 0                # tkhd width × height
     edit_duration: int | None = None   # the edit list's segments summed, in the movie's time scale
 
 
@@ -89,14 +91,15 @@ def _movie(f: BinaryIO, size: int) -> MovieHeader | None:
     durations = [t.edit_duration if t.edit_duration is not None else t.header_duration for t in tracks]
     duration = max(durations, default=movie_duration) or movie_duration
     kinds = {t.kind for t in tracks}
-    return MovieHeader(duration / timescale, b"soun" in kinds, b"vide" in kinds)
+    video = next((t for t in tracks if t.kind == b"vide"), None)
+    return MovieHeader(duration / timescale, b"soun" in kinds, video is not None, video.pixels if video else 0)
 
 
 def _track(f: BinaryIO, start: int, end: int, budget: list[int]) -> _Track:
     track = _Track()
     for kind, s, e in _boxes(f, start, end, budget):
         if kind == b"tkhd":
-            track.header_duration = _tkhd_duration(f, s)
+            track.header_duration, track.pixels = _tkhd(f, s)
         elif kind == b"hdlr":
             f.seek(s + 8)
             track.kind = f.read(4)
@@ -123,12 +126,17 @@ def _time_fields(f: BinaryIO, start: int, offset_v0: int, offset_v1: int) -> tup
     return struct.unpack(">II", f.read(8))
 
 
-def _tkhd_duration(f: BinaryIO, start: int) -> int:
+def _tkhd(f: BinaryIO, start: int) -> tuple[int, int]:
+    """(duration, width × height) of a track header; the size is 16.16 fixed point after the 3×3 matrix."""
     if _version(f, start) == 1:
         f.seek(start + 28)
-        return struct.unpack(">Q", f.read(8))[0]
-    f.seek(start + 20)
-    return struct.unpack(">I", f.read(4))[0]
+        duration, size_at = struct.unpack(">Q", f.read(8))[0], start + 88
+    else:
+        f.seek(start + 20)
+        duration, size_at = struct.unpack(">I", f.read(4))[0], start + 76
+    f.seek(size_at)
+    width, height = struct.unpack(">II", f.read(8))
+    return duration, (width >> 16) * (height >> 16)
 
 
 def _edit_duration(f: BinaryIO, start: int) -> int:

@@ -1,5 +1,7 @@
 """ffmpeg reads: frames spread over a clip, all of them, from one decoding pass; audio and frames from one process."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,30 @@ def test_one_process_declines_a_file_without_a_video_stream(tmp_path):
 @pytest.mark.parametrize(("seconds", "printed"), [(4.304, 4.3), (5.015, 5.02), (5.0149, 5.01), (6.0, 6.0)])
 def test_durations_are_rounded_as_ffmpeg_prints_them(seconds, printed):
     assert as_reported(seconds) == printed
+
+
+@pytest.fixture(scope="module")
+def ramp_clip(tmp_path_factory) -> Path:
+    """3 s at 10 fps whose frame n is grey level 8n, as H.264 with two non-reference B frames between references."""
+    path = tmp_path_factory.mktemp("ramp") / "ramp.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=black:s=64x64:r=10:d=3", "-vf", "geq=r='N*8':g='N*8':b='N*8'",
+           "-c:v", "libx264", "-crf", "10", "-pix_fmt", "yuv444p", "-g", "30", "-bf", "2",
+           "-x264-params", "b-pyramid=none:b-adapt=0:scenecut=0", str(path))
+    return path
+
+
+def _frame_numbers(frames) -> list[int]:
+    return [round(float(frame[..., 0].mean()) / 8) for _, frame in frames]
+
+
+def test_reference_only_frames_are_reference_frames_decoded_exactly(ramp_clip):
+    all_frames = read_frames(ramp_clip, 30, 3.0)
+    every = dict(zip(_frame_numbers(all_frames), (frame for _, frame in all_frames)))   # each frame, exactly
+    references = set(_frame_numbers(read_frames(ramp_clip, 30, 3.0, reference_only=True)))
+    assert references and len(references) < 30 // 2      # the B frames were never decoded
+    exact, fast = read_frames(ramp_clip, 4, 3.0), read_frames(ramp_clip, 4, 3.0, reference_only=True)
+    assert [t for t, _ in exact] == [t for t, _ in fast] and len(fast) == 4
+    assert not set(_frame_numbers(exact)) <= references   # the exact times fall on B frames here ...
+    assert set(_frame_numbers(fast)) <= references        # ... the fast read takes reference frames only,
+    for (_, frame), number in zip(fast, _frame_numbers(fast)):
+        assert np.array_equal(frame, every[number])       # decoded exactly as in the full decode

@@ -1,4 +1,5 @@
-"""The MP4/MOV header read in Python: the duration ffmpeg will report, the tracks, and None for anything else."""
+"""The MP4/MOV header read in Python: the duration ffmpeg will report, the tracks, the frame size, and None for
+anything else."""
 
 import struct
 
@@ -13,8 +14,8 @@ def test_every_realsample_mp4_has_the_duration_and_tracks_ffmpeg_reports(realsam
     for clip in clips:
         header, info = read_movie_header(clip), probe(clip)
         assert header is not None, clip
-        assert (as_reported(header.duration), header.has_audio, header.has_video) == \
-            (info.duration, info.has_audio, info.has_video), clip
+        assert (as_reported(header.duration), header.has_audio, header.has_video, header.pixels) == \
+            (info.duration, info.has_audio, info.has_video, info.width * info.height), clip
 
 
 def test_demo_clips_are_read_too(demo_clips):
