@@ -156,8 +156,8 @@ class PreprocessParams(Section):
     seconds: float = Field(6.0, gt=0)
     face_frames: int = Field(3, ge=1, description="frames per clip searched for the speaker's face")
     reference_frames_from: int = Field(1280 * 720, ge=0, description="pixels: video frames at least this large "
-                                       "are searched among the frames others are predicted from (I, P), the "
-                                       "nearest at or before each time, so the rest need not be decoded; 0: never")
+                                       "are searched among the frames others are predicted from (I, P, "
+                                       "reference B) next to each time, so the rest is never decoded; 0: never")
     second_face_ratio: float = Field(0.5, gt=0, le=1, description="another face this large (area share of the "
                                      "largest) makes a clip without a face position ambiguous: multiple_faces")
     crop_size: int = Field(224, ge=32, description="px; smaller crops leave dlib's 68 landmarks nothing to find")

@@ -158,7 +158,8 @@ def _read_together(path: Path, image: Path | None, params: PreprocessParams,
     if image is not None:
         return None
     header = read_movie_header(path)
-    if header is None or not (header.has_audio and header.has_video):
+    if header is None or not (header.has_audio and header.has_video) \
+            or not 0 < header.duration <= params.max_source_seconds:  # fragmented MP4s, or too long to be a sample
         return None
     span = min(media.as_reported(header.duration), params.seconds)
     reference_only = _reference_only(header.pixels, params)

@@ -18,8 +18,13 @@ from great_expectations.render.view.view import DefaultJinjaIndexPageView, Defau
 
 
 @lru_cache(maxsize=1)
-def _bytecode_cache() -> jinja2.BytecodeCache:
-    return jinja2.FileSystemBytecodeCache()
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """jinja's default cache folder, or none when that folder cannot be used (another user's, wrong permissions):
+    pages then compile as before, and the stage never fails for want of a cache."""
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):
+        return None
 
 
 class CachedJinjaPageView(DefaultJinjaPageView):

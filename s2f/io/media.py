@@ -164,10 +164,10 @@ def read_frames(path: Path, count: int, span: float, timeout: float = 120.0,
     frame's size, so rotated or odd-sized video needs no guessing. `threads`: see `_threads`.
 
     `reference_only`: decode only the frames other frames are predicted from (`-skip_frame noref`: I and P frames
-    and reference B frames; nothing that is decoded depends on what is skipped), so each frame returned is the
-    nearest such frame at or before its time rather than the exact one. Why: decoding is most of a large frame's
-    cost, and a face one or two frames away is as good a face; on realsample's 1080p H.264 clip it decodes in two
-    thirds of the CPU time.
+    and reference B frames; nothing that is decoded depends on what is skipped), so each frame returned is a
+    reference frame next to its time rather than the exact one (the `fps` filter picks among those decoded).
+    Why: decoding is most of a large frame's cost, and a face one or two frames away is as good a face; on
+    realsample's 1080p H.264 clip it decodes in two thirds of the CPU time.
     """
     seek, output = _frame_args(count, span, reference_only)
     cmd = [ffmpeg_exe(), "-v", "error", "-nostdin", *seek, *LOCAL_ONLY, *_threads(threads), "-i", str(path),
@@ -188,6 +188,7 @@ def _frame_args(count: int, span: float, reference_only: bool = False) -> tuple[
 
 
 def _timed(frames: list[np.ndarray], count: int, span: float) -> list[tuple[float, np.ndarray]]:
+    """Each frame with the time it was asked for."""
     step = span / count
     return [(step / 2 + i * step, frame) for i, frame in enumerate(frames)]
 
@@ -196,16 +197,16 @@ def probe_audio_and_frames(path: Path, sample_rate: int, max_seconds: float, cou
                            timeout: float = 180.0, threads: int = 0, reference_only: bool = False
                            ) -> tuple[ProbedAudio, list[tuple[float, np.ndarray]]] | None:
     """`probe_and_read_audio` and `read_frames(path, count, span, reference_only=…)` from ONE ffmpeg process, or None
-    when that one process cannot stand for the two: it failed in any way, found no frame, or `span` (which the
-    caller takes from the file's header, `s2f.io.movie_header`) is not min(the duration ffmpeg reports,
-    `max_seconds`).
+    when that one process cannot stand for the two: ffmpeg exited with an error, found no frame, or `span` (which
+    the caller takes from the file's header, `s2f.io.movie_header`) is not min(the duration ffmpeg reports,
+    `max_seconds`). A container ffmpeg cannot describe raises MediaError, as `probe_and_read_audio` does.
 
     Why: the static binary costs about 13 ms of CPU to start, and a second input open costs less than a second
-    process (11-16 ms of CPU a clip saved on the realsample and demo clips). The same file is opened as two inputs, the second with the
-    frames' seek, so each stream is decoded exactly as in the separate calls: the same samples and frames, bit for bit
-    (tested). The audio goes to an unlinked temporary file passed as a descriptor (a pipe would need a reader thread
-    not to block ffmpeg), the frames to stdout. On None the caller makes the two separate calls, whose errors say
-    which part failed.
+    process (11-16 ms of CPU a clip saved on the realsample and demo clips). The same file is opened as two inputs,
+    the second with the frames' seek, so each stream is decoded exactly as in the separate calls: the same samples
+    and frames, bit for bit (tested). The audio goes to an unlinked temporary file passed as a descriptor (a pipe
+    would need a reader thread not to block ffmpeg), the frames to stdout. On None the caller makes the two
+    separate calls, whose errors say which part failed.
     """
     _check_file(path)
     seek, frame_output = _frame_args(count, span, reference_only)
@@ -223,10 +224,16 @@ def probe_audio_and_frames(path: Path, sample_rate: int, max_seconds: float, cou
         samples = np.frombuffer(audio.read(), dtype="<i2").copy()
     info = _media_info(path, proc.stderr.decode(errors="replace"))
     frames = _split_ppm(proc.stdout)
-    if not (info.has_audio and info.has_video and frames) or \
-            _frame_args(count, min(info.duration, max_seconds), reference_only) != (seek, frame_output):
+    reported = min(info.duration, max_seconds)
+    if not (info.has_audio and info.has_video and frames) or not _same_frames(count, span, reported, reference_only):
         return None
-    return ProbedAudio(info, samples), _timed(frames, count, span)
+    return ProbedAudio(info, samples), _timed(frames, count, reported)
+
+
+def _same_frames(count: int, span: float, reported: float, reference_only: bool) -> bool:
+    """Whether frames asked for over `span` are the ones `read_frames` asks for over the `reported` span: the same
+    ffmpeg arguments, so the same frames."""
+    return _frame_args(count, span, reference_only) == _frame_args(count, reported, reference_only)
 
 
 def _split_ppm(raw: bytes) -> list[np.ndarray]:

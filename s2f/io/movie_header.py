@@ -7,8 +7,8 @@ together (`s2f.io.media.probe_audio_and_frames`), and the caller checks the dura
 this reader misjudges costs time, never a different sample.
 
 Only ISO base media files (MP4, MOV, M4V, 3GP: what yt-dlp, VoxCeleb2 and our demo corpus write) are read; anything
-else, or anything unexpected inside, gives None. The reader follows box sizes and reads a few bytes per box, so its
-cost is bounded by the number of boxes, never by the file's size.
+else, or anything unexpected inside, gives None. The reader follows box sizes, reads only the few small boxes it
+parses, and gives up past `MAX_BOXES` boxes or edit-list entries, so its cost is bounded, never grown by the file.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-MAX_BOXES = 4096           # a header with more boxes than this is not one we can trust to be cheap
-CONTAINERS = (b"moov", b"trak", b"mdia", b"edts")
+MAX_BOXES = 4096           # a header with more boxes (or edit list entries) than this is not one we trust
+MAX_PAYLOAD = 1 << 16      # nor a header box (mvhd, tkhd, hdlr, elst) larger than this
 
 
 @dataclass(frozen=True)
@@ -43,25 +43,20 @@ def read_movie_header(path: Path) -> MovieHeader | None:
     try:
         with open(path, "rb") as f:
             size = f.seek(0, 2)
-            if _first_box(f) != b"ftyp":
+            f.seek(4)
+            if f.read(4) != b"ftyp":
                 return None
             return _movie(f, size)
     except (OSError, struct.error, ValueError):
         return None
 
 
-def _first_box(f: BinaryIO) -> bytes:
-    f.seek(4)
-    return f.read(4)
-
-
 def _boxes(f: BinaryIO, start: int, end: int, budget: list[int]) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, end) of the boxes between `start` and `end`; a size that does not fit raises ValueError."""
+    """(type, payload start, end) of the boxes between `start` and `end`; a size that does not fit raises ValueError.
+    Each box costs one of `budget[0]`."""
     pos = start
     while pos + 8 <= end:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise ValueError("too many boxes")
+        _spend(budget, 1)
         f.seek(pos)
         size, kind = struct.unpack(">I4s", f.read(8))
         header = 8
@@ -75,7 +70,22 @@ def _boxes(f: BinaryIO, start: int, end: int, budget: list[int]) -> Iterator[tup
         pos += size
 
 
+def _spend(budget: list[int], count: int) -> None:
+    budget[0] -= count
+    if budget[0] < 0:
+        raise ValueError("too many boxes")
+
+
+def _payload(f: BinaryIO, start: int, end: int) -> bytes:
+    """A small box's payload, read whole: every field is then parsed from bytes that belong to that box."""
+    if end - start > MAX_PAYLOAD:
+        raise ValueError("header box too large")
+    f.seek(start)
+    return f.read(end - start)
+
+
 def _movie(f: BinaryIO, size: int) -> MovieHeader | None:
+    """The moov box's movie header and tracks, wherever moov lies (before or after the media data)."""
     budget = [MAX_BOXES]
     moov = next(((s, e) for kind, s, e in _boxes(f, 0, size, budget) if kind == b"moov"), None)
     if moov is None:
@@ -83,7 +93,7 @@ def _movie(f: BinaryIO, size: int) -> MovieHeader | None:
     timescale, movie_duration, tracks = 0, 0, []
     for kind, start, end in _boxes(f, *moov, budget):
         if kind == b"mvhd":
-            timescale, movie_duration = _time_fields(f, start, 12, 20)
+            timescale, movie_duration = _mvhd(_payload(f, start, end))
         elif kind == b"trak":
             tracks.append(_track(f, start, end, budget))
     if timescale <= 0:
@@ -96,55 +106,38 @@ def _movie(f: BinaryIO, size: int) -> MovieHeader | None:
 
 
 def _track(f: BinaryIO, start: int, end: int, budget: list[int]) -> _Track:
+    """A trak box: its header (tkhd), its handler type (mdia/hdlr) and its edit list (edts/elst); nothing deeper."""
     track = _Track()
     for kind, s, e in _boxes(f, start, end, budget):
         if kind == b"tkhd":
-            track.header_duration, track.pixels = _tkhd(f, s)
-        elif kind == b"hdlr":
-            f.seek(s + 8)
-            track.kind = f.read(4)
-        elif kind == b"elst":
-            track.edit_duration = _edit_duration(f, s)
-        elif kind in CONTAINERS:
-            inner = _track(f, s, e, budget)
-            track.kind = inner.kind or track.kind
-            track.edit_duration = inner.edit_duration if inner.edit_duration is not None else track.edit_duration
+            track.header_duration, track.pixels = _tkhd(_payload(f, s, e))
+        elif kind in (b"mdia", b"edts"):
+            for inner, s2, e2 in _boxes(f, s, e, budget):
+                if inner == b"hdlr":
+                    track.kind = _payload(f, s2, e2)[8:12]
+                elif inner == b"elst":
+                    track.edit_duration = _edit_duration(_payload(f, s2, e2), budget)
     return track
 
 
-def _version(f: BinaryIO, start: int) -> int:
-    f.seek(start)
-    return f.read(1)[0]
+def _mvhd(data: bytes) -> tuple[int, int]:
+    """(time scale, duration) of a movie header: 32-bit fields in version 0, a 64-bit duration in version 1."""
+    return struct.unpack_from(">IQ", data, 20) if data[:1] == b"\x01" else struct.unpack_from(">II", data, 12)
 
 
-def _time_fields(f: BinaryIO, start: int, offset_v0: int, offset_v1: int) -> tuple[int, int]:
-    """(time scale, duration) of an mvhd-style full box: 32-bit fields in version 0, a 64-bit duration in 1."""
-    if _version(f, start) == 1:
-        f.seek(start + offset_v1)
-        return struct.unpack(">IQ", f.read(12))
-    f.seek(start + offset_v0)
-    return struct.unpack(">II", f.read(8))
-
-
-def _tkhd(f: BinaryIO, start: int) -> tuple[int, int]:
+def _tkhd(data: bytes) -> tuple[int, int]:
     """(duration, width × height) of a track header; the size is 16.16 fixed point after the 3×3 matrix."""
-    if _version(f, start) == 1:
-        f.seek(start + 28)
-        duration, size_at = struct.unpack(">Q", f.read(8))[0], start + 88
+    if data[:1] == b"\x01":
+        (duration,), size_at = struct.unpack_from(">Q", data, 28), 88
     else:
-        f.seek(start + 20)
-        duration, size_at = struct.unpack(">I", f.read(4))[0], start + 76
-    f.seek(size_at)
-    width, height = struct.unpack(">II", f.read(8))
+        (duration,), size_at = struct.unpack_from(">I", data, 20), 76
+    width, height = struct.unpack_from(">II", data, size_at)
     return duration, (width >> 16) * (height >> 16)
 
 
-def _edit_duration(f: BinaryIO, start: int) -> int:
+def _edit_duration(data: bytes, budget: list[int]) -> int:
     """The edit list's segment durations summed (the track's presented length, after e.g. AAC priming is cut)."""
-    version = _version(f, start)
-    f.seek(start + 4)
-    (count,) = struct.unpack(">I", f.read(4))
-    entry = ">QqI" if version == 1 else ">IiI"
-    if count > MAX_BOXES:
-        raise ValueError("edit list too long")
-    return sum(struct.unpack(entry, f.read(struct.calcsize(entry)))[0] for _ in range(count))
+    entry = ">QqI" if data[:1] == b"\x01" else ">IiI"
+    (count,) = struct.unpack_from(">I", data, 4)
+    _spend(budget, count)
+    return sum(struct.unpack_from(entry, data, 8 + i * struct.calcsize(entry))[0] for i in range(count))

@@ -47,8 +47,27 @@ def test_other_containers_and_broken_headers_give_none(realsample, tmp_path):
     assert read_movie_header(tmp_path / "missing.mp4") is None
 
 
-def test_a_header_of_endless_tiny_boxes_is_given_up_on(tmp_path):
-    """The reader's cost is bounded by a count of boxes, whatever the file claims."""
-    path = tmp_path / "many.mp4"
-    path.write_bytes(struct.pack(">I4s4s", 12, b"ftyp", b"isom") + struct.pack(">I4s", 8, b"free") * 5000)
-    assert read_movie_header(path) is None
+def test_a_header_of_endless_tiny_boxes_is_given_up_on(realsample, tmp_path):
+    """The reader's cost is bounded by a count of boxes, whatever the file holds: a real header after 5,000 empty
+    boxes is not read, though the same header after 50 is."""
+    mp4 = (realsample / "clips" / "pcavs__Input__00010.mp4").read_bytes()
+    for free_boxes, readable in [(50, True), (5000, False)]:
+        path = tmp_path / f"padded_{free_boxes}.mp4"
+        ftyp_size = struct.unpack(">I", mp4[:4])[0]
+        path.write_bytes(mp4[:ftyp_size] + struct.pack(">I4s", 8, b"free") * free_boxes + mp4[ftyp_size:])
+        assert (read_movie_header(path) is not None) == readable
+
+
+def test_deeply_nested_or_cut_boxes_give_none(realsample, tmp_path):
+    """Odd headers are None (read apart, by ffmpeg), never an exception that would cost the clip."""
+    ftyp = struct.pack(">I4s4s", 12, b"ftyp", b"isom")
+    nested = b""
+    for _ in range(1500):
+        nested = struct.pack(">I4s", 8 + len(nested), b"edts") + nested
+    deep = tmp_path / "deep.mp4"
+    deep.write_bytes(ftyp + struct.pack(">I4s", 8 + len(nested) + 8, b"moov")
+                     + struct.pack(">I4s", 8 + len(nested), b"trak") + nested)
+    assert read_movie_header(deep) is None
+    empty_mvhd = tmp_path / "empty_mvhd.mp4"
+    empty_mvhd.write_bytes(ftyp + struct.pack(">I4s", 16, b"moov") + struct.pack(">I4s", 8, b"mvhd"))
+    assert read_movie_header(empty_mvhd) is None
