@@ -304,10 +304,10 @@ class ShardValidator:
 
     def build_data_docs(self, out_dir: Path) -> Path:
         """Render GX Data Docs (static HTML, no network) for the suites and every validation so far; → index.html."""
-        out_dir = Path(out_dir).resolve()
-        out_dir.mkdir(parents=True, exist_ok=True)
         from s2f.io.gx_views import site_views
 
+        out_dir = Path(out_dir).resolve()
+        out_dir.mkdir(parents=True, exist_ok=True)
         site = {"class_name": "SiteBuilder", "show_how_to_buttons": False,
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(out_dir)},
                 **site_views()}  # GX's pages, with their compiled templates kept between runs

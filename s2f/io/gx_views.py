@@ -27,20 +27,20 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
         return None
 
 
-class CachedJinjaPageView(DefaultJinjaPageView):
+class _CachedTemplates:
+    """Mixed into a GX view: its jinja environment loads compiled templates from the cache."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.env.bytecode_cache = _bytecode_cache()
+
+
+class CachedJinjaPageView(_CachedTemplates, DefaultJinjaPageView):
     """A suite's or a validation's page (GX's view), with compiled templates cached."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = _bytecode_cache()
 
-
-class CachedJinjaIndexPageView(DefaultJinjaIndexPageView):
+class CachedJinjaIndexPageView(_CachedTemplates, DefaultJinjaIndexPageView):
     """The site's index page (GX's view), with compiled templates cached."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.env.bytecode_cache = _bytecode_cache()
 
 
 def site_views() -> dict:

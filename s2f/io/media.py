@@ -225,15 +225,11 @@ def probe_audio_and_frames(path: Path, sample_rate: int, max_seconds: float, cou
     info = _media_info(path, proc.stderr.decode(errors="replace"))
     frames = _split_ppm(proc.stdout)
     reported = min(info.duration, max_seconds)
-    if not (info.has_audio and info.has_video and frames) or not _same_frames(count, span, reported, reference_only):
+    if not (info.has_audio and info.has_video and frames):
+        return None
+    if _frame_args(count, reported, reference_only) != (seek, frame_output):  # not what `read_frames` would ask
         return None
     return ProbedAudio(info, samples), _timed(frames, count, reported)
-
-
-def _same_frames(count: int, span: float, reported: float, reference_only: bool) -> bool:
-    """Whether frames asked for over `span` are the ones `read_frames` asks for over the `reported` span: the same
-    ffmpeg arguments, so the same frames."""
-    return _frame_args(count, span, reference_only) == _frame_args(count, reported, reference_only)
 
 
 def _split_ppm(raw: bytes) -> list[np.ndarray]:
