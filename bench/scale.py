@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from report import print_table, save_results  # noqa: E402
 
-BASE_SPEAKERS = 96          # the default demo corpus: 96 speakers × 5 clips = 480 clips
 EXPONENT_TARGET, MEMORY_TARGET, SCALING_TARGET, STORAGE_TARGET = 1.05, 1.2, 1.7, 6.0
 STAGES = ("download", "preprocess", "features", "encoder_epoch")
 
@@ -65,7 +64,7 @@ def run_measured(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> 
 
 def write_params(folder: Path, scale: int, preprocess_workers: int) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["data"]["demo"]["speakers"] = BASE_SPEAKERS * scale
+    params["data"]["demo"]["speakers"] *= scale   # 1×: the default demo corpus of params.yaml
     params["preprocess"]["workers"] = preprocess_workers
     params["train_decoder"] |= {"epochs": 1, "proxy": {**params["train_decoder"]["proxy"], "epochs": 1}}
     params["train_encoder"] |= {"epochs": 1, "validation": {**params["train_encoder"]["validation"], "fraction": 0.0,
