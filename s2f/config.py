@@ -77,8 +77,8 @@ def resolve_workers(workers: int) -> int:
 
 
 class DemoSourceParams(Section):
-    speakers: int = Field(96, ge=2)
-    clips_per_speaker: int = Field(5, ge=1)
+    speakers: int = Field(120, ge=2)
+    clips_per_speaker: int = Field(4, ge=1)
     min_seconds: float = Field(3.0, gt=0)
     max_seconds: float = Field(7.0, gt=0)
     sample_rate: SampleRate = 16000
@@ -185,7 +185,7 @@ class PreprocessParams(Section):
 
 
 class SplitParams(Section):
-    test_fraction: float = Field(0.5, gt=0, lt=1)
+    test_fraction: float = Field(0.4, gt=0, lt=1)
     seed: Seed = 7
 
 
