@@ -20,7 +20,7 @@ from tests.conftest import ROOT
 TINY = {
     "data": {"demo": {"speakers": 6, "clips_per_speaker": 2, "min_seconds": 3.0, "max_seconds": 4.0}, "workers": 2},
     "preprocess": {"workers": 2},
-    "features": {"workers": 2},
+    "features": {"workers": 2, "split": {"test_fraction": 0.5}},  # 3 held-out speakers: galleries of 3
     "train_decoder": {"epochs": 2, "batch_size": 4, "image_size": 16, "texture_grid": 4, "texture_channels": 32,
                       "hidden": 32, "landmark_hidden": 16, "proxy": {"channels": 4, "epochs": 1},
                       "loop": {"in_memory_mb": 0}},

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from s2f.config import FeaturesParams, PreprocessParams
+from s2f.config import PreprocessParams, load_section
 from s2f.features import compute_features
 from s2f.io.shards import ShardError, read_shard
 from s2f.preprocess import preprocess_corpus
@@ -108,7 +108,8 @@ def test_a_features_stage_killed_under_dvc_repro_resumes_with_only_the_unfinishe
     done = int(resumed.stdout.split(" already done")[0].rsplit(" ", 1)[1])
     assert 1 <= done < 6, resumed.stdout
     assert (work / "features-00000.npz").stat().st_mtime_ns == stamp  # reused, not redone
-    fresh = compute_features(repo / "data/preprocessed", tmp_path / "fresh", FeaturesParams(), 1)
+    fresh = compute_features(repo / "data/preprocessed", tmp_path / "fresh",
+                             load_section("features", repo / "params.yaml"), 1)  # the repo's split
     pd.testing.assert_frame_equal(pd.read_parquet(repo / "data/features/manifest.parquet"), fresh)
     for name in sorted(p.name for p in (tmp_path / "fresh").glob("features-*.npz")):
         assert (repo / "data/features" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
