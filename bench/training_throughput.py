@@ -8,8 +8,9 @@ Usage: `make bench-training` (or `.venv/bin/python bench/training_throughput.py 
   (the paper's; `--paper-batch`, 2 by default on CPU), each step a real optimiser step of the Speech2Face loss.
 - Loader overhead: the demo preset's step time fed by the real loader (`StepBatches` + `AudioWindows` +
   `DataLoader`, int16 clips cropped and converted per sample; the clips in memory, or streamed row by row from FLAC
-  shards as a corpus larger than `loop.in_memory_mb` is) against the same step on one batch kept in memory;
-  target ≤ 10 % for the best worker count of each. On CUDA the paper size runs with bf16 autocast.
+  shards as a corpus larger than `loop.in_memory_mb` is) against the same step on one batch kept in memory, in
+  alternating blocks of steps so that the machine's drift falls on both; target ≤ 10 % for the best worker count of
+  each. On CUDA the paper size runs with bf16 autocast.
 Prints a table and writes bench/results/training_throughput.json.
 """
 
@@ -118,29 +119,70 @@ def streamed_audio(audio: np.ndarray, folder: Path, per_shard: int = 16):
     return ShardColumn("audio", locations, np.array([(k // per_shard, k % per_shard) for k in range(len(audio))]))
 
 
-def bench_loader(device: torch.device, clips: int, batch: int, steps: int, workers: int,
+def demo_voices(clips: int, seed: int = 0) -> np.ndarray:
+    """(clips, 6 s) int16 speech from the demo corpus's synthesiser, one speaker each: FLAC decodes speech more slowly
+    than the white noise this bench used before (4.1 against 3.6 ms a batch of 8 here), so it times what a corpus
+    costs."""
+    from s2f.demo.traits import draw_traits
+    from s2f.demo.voice import synthesize_clip
+
+    rng = np.random.default_rng(seed)
+    return np.stack([np.round(synthesize_clip(draw_traits(rng), 6.0, SAMPLE_RATE, rng) * 32767).astype(np.int16)
+                     for _ in range(clips)])
+
+
+def time_interleaved(step, sources: dict[str, Iterable], targets: torch.Tensor, device: torch.device,
+                     rounds: int, block: int) -> dict[str, float]:
+    """Seconds per step of each source, measured in alternating blocks of `block` steps (the order turns each
+    round), after 2 warm-up steps of each.
+
+    Why interleaved: on a shared VM the same step's time drifts by ±15 % within a minute, more than the few
+    milliseconds a loader adds; timing the sources one after the other measured the drift. Alternating blocks sees
+    the same drift in both. A loader worker refills its queue during the loader's own block, so in the steady state
+    each block carries the decoding of the batches it consumes."""
+    iters = {name: iter(batches) for name, batches in sources.items()}
+
+    def run(name: str, steps: int) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            wave, idx = next(iters[name])
+            step(wave.to(device), targets[idx].to(device))
+        _sync(device)
+        return time.perf_counter() - start
+
+    for name in iters:
+        run(name, 2)
+    spent = dict.fromkeys(iters, 0.0)
+    names = list(iters)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            spent[name] += run(name, block)
+    return {name: seconds / (rounds * block) for name, seconds in spent.items()}
+
+
+def bench_loader(device: torch.device, clips: int, batch: int, rounds: int, block: int, workers: int,
                  streamed: bool = False) -> dict:
     """Step time of the demo preset fed by the real loader (clips in memory, or streamed from FLAC shards) vs by
-    one in-memory batch (same shapes)."""
+    one in-memory batch (same shapes), interleaved."""
     preset = get_preset("demo")
     torch.manual_seed(0)
     model = VoiceEncoder(preset.encoder).to(device).train()
-    rng = np.random.default_rng(0)
-    audio = (rng.standard_normal((clips, 6 * SAMPLE_RATE)) * 3000).astype(np.int16)
+    audio = demo_voices(clips)
     targets = torch.randn(clips, preset.encoder.out_dim)
     window = int(2.5 * SAMPLE_RATE)
     step = make_step(model, preset.encoder.out_dim, device)
-    total = steps + 2
+    total = rounds * block + 2
+    fixed = (torch.from_numpy(audio[:batch, :window].astype(np.float32) / 32768), torch.arange(batch))
     with tempfile.TemporaryDirectory() as folder:
         source = streamed_audio(audio, Path(folder)) if streamed else audio
         loader = make_loader(AudioWindows(source, window, seed=0),
                              StepBatches(clips, batch, -(-total * batch // clips) + 1, seed=0), workers,
                              pin_memory=device.type == "cuda")
-        real = time_steps(step, loader, targets, device, warmup=2, steps=steps)
-    fixed = (torch.from_numpy(audio[:batch, :window].astype(np.float32) / 32768), torch.arange(batch))
-    memory = time_steps(step, (fixed for _ in range(10 ** 9)), targets, device, warmup=2, steps=steps)
-    return {"workers": workers, "streamed": streamed, "real_loader_s": real, "in_memory_s": memory,
-            "overhead": real / memory - 1}
+        times = time_interleaved(step, {"loader": loader, "memory": (fixed for _ in range(10 ** 9))}, targets,
+                                 device, rounds, block)
+    return {"workers": workers, "streamed": streamed, "real_loader_s": times["loader"], "in_memory_s": times["memory"],
+            "overhead": times["loader"] / times["memory"] - 1}
 
 
 def main() -> None:
@@ -157,7 +199,8 @@ def main() -> None:
     sizes = ["demo"] if args.quick else args.sizes.split(",")
     results = [bench_size(n, device, batch=paper_batch if n == "paper" else 8,
                           steps=(2 if n == "paper" else 10) // (2 if args.quick else 1) or 1, mm=mm) for n in sizes]
-    loaders = [bench_loader(device, 64, 8, 5 if args.quick else 30, w, streamed) for streamed in (False, True)
+    loaders = [bench_loader(device, 64, 8, 2 if args.quick else 8, 3 if args.quick else 5, w, streamed)
+               for streamed in (False, True)
                for w in (0, 1)]
     best = {streamed: min((r for r in loaders if r["streamed"] == streamed), key=lambda r: r["overhead"])
             for streamed in (False, True)}
