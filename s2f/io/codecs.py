@@ -25,7 +25,7 @@ def encode_flac(audio: np.ndarray, sample_rate: int) -> bytes:
 
     Why level 0: training decodes a window of every row at every step. Level 0 predicts with fixed polynomials in
     blocks of 1,152 samples instead of LPC in blocks of 4,096 (libsndfile's default), so a 2.5 s window of speech
-    decodes 17 % faster, its seek landing nearer the window, for 1.6 % more bytes (docs/storage.md)."""
+    decodes 17 % faster, its seek landing nearer the window, for 1-2 % more bytes (docs/scale.md)."""
     import soundfile
 
     out = io.BytesIO()
