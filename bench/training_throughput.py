@@ -74,21 +74,6 @@ def make_step(model: VoiceEncoder, dim: int, device: torch.device):
     return step
 
 
-def time_steps(step, batches: Iterable, targets: torch.Tensor, device: torch.device, warmup: int, steps: int) -> float:
-    """Seconds per step over `steps` steps after `warmup` ones (data movement included)."""
-    it = iter(batches)
-    for _ in range(warmup):
-        wave, idx = next(it)
-        step(wave.to(device), targets[idx].to(device))
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        wave, idx = next(it)
-        step(wave.to(device), targets[idx].to(device))
-    _sync(device)
-    return (time.perf_counter() - start) / steps
-
-
 def bench_size(name: str, device: torch.device, batch: int, steps: int, mm: float) -> dict:
     preset = get_preset(name)
     config = preset.encoder
@@ -98,7 +83,7 @@ def bench_size(name: str, device: torch.device, batch: int, steps: int, mm: floa
     target = torch.randn(batch, config.out_dim, device=device)
     step = make_step(model, config.out_dim, device)
     batches = ((wave, torch.arange(batch)) for _ in range(10 ** 9))
-    seconds = time_steps(step, batches, target, device, warmup=1, steps=steps)
+    seconds = time_interleaved(step, {"fixed": batches}, target, device, rounds=1, block=steps, warmup=1)["fixed"]
     flops = 3 * encoder_flops(config, preset.seconds) * batch / seconds
     return {"size": name, "batch": batch, "seconds_per_step": seconds, "samples_per_s": batch / seconds,
             "flops_per_s": flops, "fraction_of_mm": flops / mm, "params": sum(p.numel() for p in model.parameters())}
@@ -132,9 +117,9 @@ def demo_voices(clips: int, seed: int = 0) -> np.ndarray:
 
 
 def time_interleaved(step, sources: dict[str, Iterable], targets: torch.Tensor, device: torch.device,
-                     rounds: int, block: int) -> dict[str, float]:
-    """Seconds per step of each source, measured in alternating blocks of `block` steps (the order turns each
-    round), after 2 warm-up steps of each.
+                     rounds: int, block: int, warmup: int = 2) -> dict[str, float]:
+    """Seconds per step of each source (data movement included), measured in alternating blocks of `block` steps
+    (the order turns each round), after `warmup` steps of each.
 
     Why interleaved: on a shared VM the same step's time drifts by ±15 % within a minute, more than the few
     milliseconds a loader adds; timing the sources one after the other measured the drift. Alternating blocks sees
@@ -152,7 +137,7 @@ def time_interleaved(step, sources: dict[str, Iterable], targets: torch.Tensor, 
         return time.perf_counter() - start
 
     for name in iters:
-        run(name, 2)
+        run(name, warmup)
     spent = dict.fromkeys(iters, 0.0)
     names = list(iters)
     for r in range(rounds):
