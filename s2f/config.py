@@ -437,6 +437,10 @@ class PromoteParams(Section):
                         description="an evaluation metric, as flattened in MLflow")
     higher_is_better: bool = True
     min_improvement: float = Field(0.005, ge=0, description="the challenger must beat the champion by at least this")
+    chance_p_value: float | None = Field(0.01, gt=0, lt=1, description="refuse a challenger whose gate metric is not "
+                                         "above its chance level at this one-sided binomial p-value (metrics the "
+                                         "report gives a chance level: recall_at_K, matching accuracy); null: no "
+                                         "such floor")
 
 
 S = TypeVar("S", bound=Section)

@@ -6,6 +6,10 @@ challenger version (`promotion.*` tags), whichever way it goes: the registry its
 champion?" and "why was that one refused?". Refusal raises `PromotionRefused`, which the CLI turns into a non-zero
 exit and the flow into a failed run, both with the reason.
 
+Before any comparison, a challenger must beat chance (`promote.chance_p_value`): the report puts a chance level beside
+its retrieval and matching metrics, and a model that the evaluation cannot tell from guessing is never crowned, even
+when there is no champion yet (the demo's GANs at the CPU demo's widths are such models, docs/gan_families.md).
+
 Every audio → face model family is promoted the same way, each on its own: `speech2face` (whose encoder and decoder
 versions move with it) or a GAN family (`wen2019`, `wav2pix`), compared on the same gate metric of its own section of
 the evaluation report.
@@ -14,7 +18,7 @@ the evaluation report.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from s2f.config import PromoteParams
 from s2f.registry import (CHALLENGER, CHAMPION, COMPOSITE, alias_version, champion_history, set_champion,
@@ -35,11 +39,46 @@ class Decision:
     reason: str
     challenger_value: float | None
     champion_value: float | None
+    chance_p: float | None = None  # the challenger's p-value against chance, when the floor was applied
+
+
+@dataclass(frozen=True)
+class Chance:
+    """A metric's chance level in the evaluation report, and how many trials (queries) it was measured on."""
+
+    level: float
+    trials: int
+    unit: str = "trials"  # what a trial is, for the reason: "queries" for retrieval
+
+
+def chance_metrics(metric: str) -> tuple[str, str] | None:
+    """The report's names for a gate metric's chance level and trial count, in the same section: `…recall_at_K` →
+    (`…chance_at_K`, `…queries`), `…accuracy` → (`…chance`, `…trials`); None for a metric without a chance level
+    (a Fréchet distance, a loss)."""
+    section, _, last = metric.rpartition(".")
+    prefix = f"{section}." if section else ""
+    if last.startswith("recall_at_"):
+        return f"{prefix}chance_at_{last.removeprefix('recall_at_')}", f"{prefix}queries"
+    if last == "accuracy":
+        return f"{prefix}chance", f"{prefix}trials"
+    return None
+
+
+def chance_p_value(value: float, chance: Chance) -> float:
+    """P(a model guessing at `chance.level` scores at least `value` over `chance.trials`): one-sided binomial.
+
+    Queries of one speaker (and a matching query's ten foils) are not independent, so this p is optimistic; the
+    floor is there to refuse models at chance, not to certify small gains."""
+    from scipy.stats import binom
+
+    hits = round(value * chance.trials)
+    return float(binom.sf(hits - 1, chance.trials, chance.level))
 
 
 def decide(gate: PromoteParams, challenger: float | None, champion: float | None,
-           has_champion: bool | None = None) -> Decision:
-    """Promote when there is no champion yet, or the challenger beats it: strictly, and by `min_improvement`.
+           has_champion: bool | None = None, chance: Chance | None = None) -> Decision:
+    """Promote when the challenger beats chance (`chance`, where the report gives one and the gate asks for it) and
+    there is no champion yet, or it beats the champion: strictly, and by `min_improvement`.
 
     A champion that exists but lacks the gate's metric (the gate changed since it was promoted) is not "no champion":
     the challenger cannot be compared with it, so it is refused rather than waved through.
@@ -47,6 +86,21 @@ def decide(gate: PromoteParams, challenger: float | None, champion: float | None
     has_champion = champion is not None if has_champion is None else has_champion
     if challenger is None:
         return Decision(False, f"the challenger has no metric {gate.metric!r}", None, champion)
+    p = None
+    if chance is not None and gate.chance_p_value is not None and gate.higher_is_better:
+        p = chance_p_value(challenger, chance)
+        if p > gate.chance_p_value:
+            reason = (f"{gate.metric} = {challenger:.4f} is not above chance {chance.level:.4f} over {chance.trials} "
+                      f"{chance.unit} (one-sided binomial p = {p:.2g} > {gate.chance_p_value:g})")
+            return Decision(False, reason, challenger, champion, p)
+    decision = _against_champion(gate, challenger, champion, has_champion)
+    if p is None:
+        return decision
+    return replace(decision, chance_p=p, reason=f"{decision.reason}; above chance {chance.level:.4f} (p = {p:.2g})")
+
+
+def _against_champion(gate: PromoteParams, challenger: float, champion: float | None,
+                      has_champion: bool) -> Decision:
     if not has_champion:
         return Decision(True, f"no champion yet; {gate.metric} = {challenger:.4f}", challenger, None)
     if champion is None:
@@ -65,6 +119,7 @@ def _record(client, name: str, version: str, decision: Decision, gate: PromotePa
             "promotion.challenger_value": repr(decision.challenger_value),
             "promotion.champion_value": repr(decision.champion_value),
             "promotion.champion_version": champion_version or "none",
+            "promotion.chance_p_value": repr(decision.chance_p),
             "promotion.at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
@@ -84,13 +139,23 @@ def promote(client, gate: PromoteParams, name: str = COMPOSITE) -> Decision:
     if ROLLED_BACK_TAG in challenger.tags:
         raise PromotionRefused(f"{name} version {challenger.version} was rolled back; register a new one")
     decision = decide(gate, version_metric(client, challenger, gate.metric),
-                      None if champion is None else version_metric(client, champion, gate.metric), champion is not None)
+                      None if champion is None else version_metric(client, champion, gate.metric), champion is not None,
+                      _chance(client, challenger, gate.metric))
     _record(client, name, challenger.version, decision, gate, None if champion is None else str(champion.version))
     if not decision.promote:
         raise PromotionRefused(f"refused {name} version {challenger.version}: {decision.reason}")
     history = champion_history(client, name) + ([str(champion.version)] if champion is not None else [])
     set_champion(client, challenger, history[-HISTORY_KEPT:], name)
     return decision
+
+
+def _chance(client, version, metric: str) -> Chance | None:
+    """The chance level recorded with `version`'s evaluation for `metric`; None when the report has none for it."""
+    names = chance_metrics(metric)
+    if names is None:
+        return None
+    level, trials = (version_metric(client, version, name) for name in names)
+    return None if level is None or not trials else Chance(level, int(trials), names[1].rpartition(".")[2])
 
 
 def promote_or_rollback(client, gate: PromoteParams | None, name: str = COMPOSITE) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from s2f.config import PromoteParams
-from s2f.promotion import decide
+from s2f.promotion import Chance, chance_metrics, decide
 from s2f.stages import promote as promote_cli
 from tests.serving import tiny_models
 
@@ -35,6 +35,43 @@ def test_a_champion_without_the_gate_metric_is_not_no_champion():
 def test_lower_is_better_metrics_flip_the_direction():
     gate = PromoteParams(metric="features.6s.l2_mean", higher_is_better=False, min_improvement=0.0)
     assert decide(gate, 0.9, 1.0).promote and not decide(gate, 1.1, 1.0).promote
+
+
+GALLERY_48 = Chance(1 / 48, 191, "queries")  # the demo's held-out retrieval: 191 queries, galleries of 48
+
+
+@pytest.mark.parametrize(("recall", "promoted"), [
+    (0.010, False),   # below chance: the demo's wav2pix
+    (0.037, False),   # 7 hits where a guess expects 4 (p 0.11): the demo's wen2019
+    (0.063, True),    # 12 hits (p 0.001)
+    (0.356, True),    # the demo's Speech2Face
+])
+def test_a_challenger_must_beat_chance_even_without_a_champion(recall, promoted):
+    decision = decide(GATE, recall, None, chance=GALLERY_48)
+    assert decision.promote is promoted
+    assert ("not above chance" in decision.reason) is not promoted
+
+
+def test_beating_chance_does_not_excuse_losing_to_the_champion():
+    decision = decide(GATE, 0.30, 0.35, chance=GALLERY_48)
+    assert not decision.promote and decision.chance_p < 1e-40
+
+
+def test_the_chance_floor_is_off_when_the_gate_says_so_or_the_report_has_no_chance_level():
+    assert decide(GATE.model_copy(update={"chance_p_value": None}), 0.01, None, chance=GALLERY_48).promote
+    assert decide(GATE, 0.01, None, chance=None).promote
+    lower = PromoteParams(metric="features.6s.l2_mean", higher_is_better=False)
+    assert decide(lower, 0.5, None, chance=Chance(0.9, 100)).promote   # no chance level for lower-is-better
+
+
+@pytest.mark.parametrize(("metric", "names"), [
+    ("retrieval.6s.recall_at_10", ("retrieval.6s.chance_at_10", "retrieval.6s.queries")),
+    ("decoded.matching.3s_repeated.accuracy", ("decoded.matching.3s_repeated.chance",
+                                               "decoded.matching.3s_repeated.trials")),
+    ("images.frechet_distance", None),
+])
+def test_where_a_gate_metric_finds_its_chance_level_in_the_report(metric, names):
+    assert chance_metrics(metric) == names
 
 
 @pytest.fixture
@@ -143,9 +180,12 @@ def families(registry, tmp_path):
     register, client = registry
     models = {family: tiny_gan(tmp_path, family) for family in ("wav2pix", "wen2019")}
 
-    def register_gan(family: str, recall: float) -> str:
+    def register_gan(family: str, recall: float, chance: Chance | None = None) -> str:
+        metrics = {"retrieval.6s.recall_at_1": recall}
+        if chance is not None:   # as evaluate reports them beside every recall
+            metrics |= {"retrieval.6s.chance_at_1": chance.level, "retrieval.6s.queries": chance.trials}
         with stage_run("register", {}):
-            return register_family(models[family], family, {"retrieval.6s.recall_at_1": recall}, GATE.metric,
+            return register_family(models[family], family, metrics, GATE.metric,
                                    {"git_commit": "abc", "model.sha256": "f" * 64})
 
     return register, register_gan, client
@@ -204,6 +244,23 @@ def test_promote_a_family_moves_only_its_own_alias_and_refuses_through_the_same_
     assert _aliases(client, "speech2face")["champion"] == "1"
     assert _promote("--model", "wen2019", "--rollback") == 1          # its history is its own: empty
     assert "wen2019 has no previous champion" in capsys.readouterr().err
+
+
+def test_a_family_at_chance_is_refused_with_the_reason_even_as_the_first_version(families, capsys):
+    """The report's chance level and query count, linked to the version at registration, are what the gate reads."""
+    _, register_gan, client = families
+    register_gan("wen2019", 0.037, chance=GALLERY_48)
+    assert _promote("--model", "wen2019") == 1
+    assert "not above chance 0.0208 over 191 queries" in capsys.readouterr().err
+    refused = client.get_model_version("wen2019", "1")
+    assert refused.tags["promotion.decision"] == "refused"
+    assert float(refused.tags["promotion.chance_p_value"]) == pytest.approx(0.106, abs=0.001)
+    assert "champion" not in _aliases(client, "wen2019")
+
+    register_gan("wen2019", 0.063, chance=GALLERY_48)
+    assert _promote("--model", "wen2019") == 0
+    assert "above chance 0.0208 (p = 0.00075)" in capsys.readouterr().out
+    assert _aliases(client, "wen2019") == {"challenger": "2", "champion": "2"}
 
 
 def test_promote_refuses_an_unknown_model_name(registry, capsys):

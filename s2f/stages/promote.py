@@ -1,10 +1,11 @@
-"""promote: move `champion` to `NAME@challenger` when it beats the champion on the gate in params.yaml.
+"""promote: move `champion` to `NAME@challenger` when it beats chance and the champion on the gate in params.yaml.
 
 NAME (`--model`) is `speech2face` by default, or a GAN family (`wen2019`, `wav2pix`): each is promoted on its own,
 on the same gate metric of its own section of the evaluation report.
 
-The gate (`promote` section: metric, higher_is_better, min_improvement) compares the evaluation metrics recorded on
-the two versions. The decision and its numbers are written on the challenger version (`promotion.*` tags) either
+The gate (`promote` section: metric, higher_is_better, min_improvement, chance_p_value) tests the challenger's
+metric against the chance level its evaluation reported, then compares the evaluation metrics recorded on the two
+versions. The decision and its numbers are written on the challenger version (`promotion.*` tags) either
 way; a refusal exits with status 1 and the reason. `--rollback` makes the previous champion the champion again.
 The encoder and decoder versions registered with the composite move with it; a GAN family's alias moves alone.
 """
