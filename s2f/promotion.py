@@ -18,6 +18,7 @@ the evaluation report.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, replace
 
 from s2f.config import PromoteParams
@@ -53,14 +54,17 @@ class Chance:
 
 def chance_metrics(metric: str) -> tuple[str, str] | None:
     """The report's names for a gate metric's chance level and trial count, in the same section: `…recall_at_K` →
-    (`…chance_at_K`, `…queries`), `…accuracy` → (`…chance`, `…trials`); None for a metric without a chance level
-    (a Fréchet distance, a loss)."""
+    (`…chance_at_K`, `…queries`), `matching.…accuracy[_X]` → (`…chance`, `…trials[_X]`); None for a metric the
+    report gives no chance level with a trial count (a Fréchet distance, a loss, `unseen_speech.accuracy`)."""
     section, _, last = metric.rpartition(".")
     prefix = f"{section}." if section else ""
     if last.startswith("recall_at_"):
         return f"{prefix}chance_at_{last.removeprefix('recall_at_')}", f"{prefix}queries"
-    if last == "accuracy":
-        return f"{prefix}chance", f"{prefix}trials"
+    if section.startswith("matching.") or ".matching." in section:   # 1:2 matching, plain or gender-stratified
+        if last == "accuracy":
+            return f"{prefix}chance", f"{prefix}trials"
+        if last.startswith("accuracy_"):
+            return f"{prefix}chance", f"{prefix}trials_{last.removeprefix('accuracy_')}"
     return None
 
 
@@ -88,6 +92,10 @@ def decide(gate: PromoteParams, challenger: float | None, champion: float | None
         return Decision(False, f"the challenger has no metric {gate.metric!r}", None, champion)
     p = None
     if chance is not None and gate.chance_p_value is not None and gate.higher_is_better:
+        if chance.trials <= 0:   # fail closed: a floor that cannot be checked is not waved through
+            return Decision(False, f"the challenger's evaluation recorded no chance level with a trial count for "
+                                   f"{gate.metric}: it cannot be told from chance (promote.chance_p_value: null "
+                                   f"promotes without this floor)", challenger, champion)
         p = chance_p_value(challenger, chance)
         if p > gate.chance_p_value:
             reason = (f"{gate.metric} = {challenger:.4f} is not above chance {chance.level:.4f} over {chance.trials} "
@@ -150,12 +158,16 @@ def promote(client, gate: PromoteParams, name: str = COMPOSITE) -> Decision:
 
 
 def _chance(client, version, metric: str) -> Chance | None:
-    """The chance level recorded with `version`'s evaluation for `metric`; None when the report has none for it."""
+    """The chance level recorded with `version`'s evaluation for `metric`: None for a metric that has none, 0 trials
+    when it should have one and the version does not carry it (registered elsewhere, or its metrics unreadable)."""
     names = chance_metrics(metric)
     if names is None:
         return None
     level, trials = (version_metric(client, version, name) for name in names)
-    return None if level is None or not trials else Chance(level, int(trials), names[1].rpartition(".")[2])
+    unit = names[1].rpartition(".")[2]
+    if level is None or trials is None or not math.isfinite(level) or not math.isfinite(trials):
+        return Chance(math.nan, 0, unit)
+    return Chance(level, int(trials), unit)
 
 
 def promote_or_rollback(client, gate: PromoteParams | None, name: str = COMPOSITE) -> str:

@@ -38,6 +38,15 @@ def test_lower_is_better_metrics_flip_the_direction():
 
 
 GALLERY_48 = Chance(1 / 48, 191, "queries")  # the demo's held-out retrieval: 191 queries, galleries of 48
+FAR_FROM_CHANCE = Chance(0.01, 1000, "queries")  # what the registrations below record unless a test says otherwise
+
+
+def reported(recall: float, chance: Chance | None = FAR_FROM_CHANCE) -> dict[str, float]:
+    """An evaluation section as `register` links it: the gate's recall and, as evaluate writes it, its chance level."""
+    metrics = {"retrieval.6s.recall_at_1": recall}
+    if chance is not None:
+        metrics |= {"retrieval.6s.chance_at_1": chance.level, "retrieval.6s.queries": chance.trials}
+    return metrics
 
 
 @pytest.mark.parametrize(("recall", "promoted"), [
@@ -57,7 +66,7 @@ def test_beating_chance_does_not_excuse_losing_to_the_champion():
     assert not decision.promote and decision.chance_p < 1e-40
 
 
-def test_the_chance_floor_is_off_when_the_gate_says_so_or_the_report_has_no_chance_level():
+def test_the_chance_floor_is_off_when_the_gate_says_so_or_the_metric_has_no_chance_level():
     assert decide(GATE.model_copy(update={"chance_p_value": None}), 0.01, None, chance=GALLERY_48).promote
     assert decide(GATE, 0.01, None, chance=None).promote
     lower = PromoteParams(metric="features.6s.l2_mean", higher_is_better=False)
@@ -68,7 +77,9 @@ def test_the_chance_floor_is_off_when_the_gate_says_so_or_the_report_has_no_chan
     ("retrieval.6s.recall_at_10", ("retrieval.6s.chance_at_10", "retrieval.6s.queries")),
     ("decoded.matching.3s_repeated.accuracy", ("decoded.matching.3s_repeated.chance",
                                                "decoded.matching.3s_repeated.trials")),
+    ("matching.6s.accuracy_gender_stratified", ("matching.6s.chance", "matching.6s.trials_gender_stratified")),
     ("images.frechet_distance", None),
+    ("unseen_speech.accuracy", None),   # a chance level, but no count of trials to test against
 ])
 def test_where_a_gate_metric_finds_its_chance_level_in_the_report(metric, names):
     assert chance_metrics(metric) == names
@@ -89,8 +100,7 @@ def registry(tmp_path, monkeypatch):
 
     def register(recall: float) -> dict[str, str]:
         with stage_run("register", {}):
-            return register_candidates(encoder, decoder, {"retrieval.6s.recall_at_1": recall}, GATE.metric,
-                                       {"git_commit": "abc"}).versions
+            return register_candidates(encoder, decoder, reported(recall), GATE.metric, {"git_commit": "abc"}).versions
 
     yield register, mlflow.MlflowClient()
     mlflow.set_tracking_uri(None)
@@ -152,7 +162,7 @@ def test_a_gate_changed_to_a_metric_the_versions_were_not_tagged_with_reads_thei
     model = tiny_gan(Path.cwd(), "wav2pix")
     for detection in (0.25, 0.5):   # not a headline metric, not the gate at registration time
         with stage_run("register", {}):
-            register_family(model, "wav2pix", {"retrieval.6s.recall_at_1": 0.1, "images.frechet_distance": detection},
+            register_family(model, "wav2pix", reported(0.1) | {"images.frechet_distance": detection},
                             GATE.metric, {"git_commit": "abc", "model.sha256": "f" * 64})
         if detection == 0.25:
             promote(mlflow.MlflowClient(), GATE, "wav2pix")
@@ -180,12 +190,9 @@ def families(registry, tmp_path):
     register, client = registry
     models = {family: tiny_gan(tmp_path, family) for family in ("wav2pix", "wen2019")}
 
-    def register_gan(family: str, recall: float, chance: Chance | None = None) -> str:
-        metrics = {"retrieval.6s.recall_at_1": recall}
-        if chance is not None:   # as evaluate reports them beside every recall
-            metrics |= {"retrieval.6s.chance_at_1": chance.level, "retrieval.6s.queries": chance.trials}
+    def register_gan(family: str, recall: float, chance: Chance | None = FAR_FROM_CHANCE) -> str:
         with stage_run("register", {}):
-            return register_family(models[family], family, metrics, GATE.metric,
+            return register_family(models[family], family, reported(recall, chance), GATE.metric,
                                    {"git_commit": "abc", "model.sha256": "f" * 64})
 
     return register, register_gan, client
@@ -261,6 +268,14 @@ def test_a_family_at_chance_is_refused_with_the_reason_even_as_the_first_version
     assert _promote("--model", "wen2019") == 0
     assert "above chance 0.0208 (p = 0.00075)" in capsys.readouterr().out
     assert _aliases(client, "wen2019") == {"challenger": "2", "champion": "2"}
+
+
+def test_a_version_without_the_chance_level_is_refused_not_waved_through(families, capsys):
+    _, register_gan, client = families
+    register_gan("wav2pix", 0.9, chance=None)   # registered by other tooling: its metrics lack the chance level
+    assert _promote("--model", "wav2pix") == 1
+    assert "recorded no chance level with a trial count" in capsys.readouterr().err
+    assert "champion" not in _aliases(client, "wav2pix")
 
 
 def test_promote_refuses_an_unknown_model_name(registry, capsys):
