@@ -64,9 +64,14 @@ def headline(report: dict) -> dict:
     return out | ({"chance": chance} if chance else {})
 
 
+def plot_label(model: str, scored: str) -> str:
+    """A model's name in the plots: Speech2Face's two rows told apart as the summary's `scored` column does."""
+    return f"{model} (decoded face)" if model == "speech2face" and scored == "face" else model
+
+
 def retrieval_sections(report: dict) -> list[tuple[str, dict]]:
     """(model, its retrieval section keyed by voice length) for the retrieval plot, in the table's order."""
-    return [(_model_key(model, scored), section["retrieval"]) for model, scored, section in _rows(report)
+    return [(plot_label(model, scored), section["retrieval"]) for model, scored, section in _rows(report)
             if isinstance(section.get("retrieval"), dict)]
 
 
@@ -86,7 +91,9 @@ def summary_table(report: dict) -> str:
     chance = _chance(report)
     if chance:
         lines += ["─" * len(header), chance]
-    lines += ["3 s→6: 3 s of voice repeated to 6 s, as serving does",
+    lines += ["scored: feature = the predicted face feature; face = the face a model draws (Speech2Face's: decoded",
+              "        from its feature), embedded by the face backend",
+              "3 s→6: 3 s of voice repeated to 6 s, as serving does",
               "faces found: the share of generated faces in which dlib finds a face", "", "next: " + NEXT_STEPS]
     return "\n".join(_fit(line) for line in lines)
 

@@ -13,7 +13,11 @@ Also writes reports/headline.json (the few numbers `dvc metrics show` lists: R@1
 per family, and chance), reports/face_grid.png (true face, Speech2Face from 3 s and 6 s, each GAN from 6 s), the
 plots as PNG (reports/plots/retrieval.png: R@K for 3 s and 6 s beside chance; reports/plots/families.png: the
 families side by side) and a per-family comparison for `dvc plots` (reports/plots/families.csv), and logs all of
-it, the metrics flattened, to MLflow.
+it, the metrics flattened, to MLflow. data/evaluation/faces.npz holds what the metrics were computed from, row for
+row with the test split: Speech2Face's predicted features and decoded faces and each GAN family's faces, at both
+voice lengths (`sample_id`, `speaker`, `speech2face_feature_6s`, `wen2019_face_3s_repeated`, …). It is a DVC output
+kept out of git, so a fresh clone's `dvc repro` runs this stage (and logs its MLflow run) instead of finding every
+output already committed.
 Reads the `evaluate` section, `preprocess.crop_margin` (where the face sits in a crop), `features.backend` (the
 face-feature network that embeds generated faces) and `train_gan` (the families and the clips they left out).
 """
@@ -33,10 +37,11 @@ from s2f.evaluation import (GRID_TITLES, decode_images, evaluate_paper, face_gri
 from s2f.faces.features import get_backend
 from s2f.generated_evaluation import gan_generator, generate_faces, image_metrics, unseen_speech_metrics
 from s2f.io.checkpoints import load_model
+from s2f.io.shards import write_shard
 from s2f.io.tracking import stage_run
 from s2f.metrics import feature_distances
 from s2f.plots import families_png, retrieval_png
-from s2f.report_summary import headline, retrieval_sections
+from s2f.report_summary import headline, plot_label, retrieval_sections
 from s2f.split import unseen_speech
 from s2f.stages.common import load_params, run_stage, stage_parser, write_curve, write_json
 from s2f.training.distributed import setup_runtime
@@ -59,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the headline numbers only: DVC's metrics file")
     parser.add_argument("--grid", type=Path, default=Path("reports/face_grid.png"),
                         help="true faces and each family's faces for a few held-out speakers")
+    parser.add_argument("--faces", type=Path, default=Path("data/evaluation/faces.npz"),
+                        help="every held-out clip's predicted features and generated faces, per family and voice "
+                             "length (uint8 images, an uncompressed .npz)")
     parser.add_argument("--comparison", type=Path, default=Path("reports/plots/families.csv"),
                         help="one row per family: the numbers `dvc plots` compares; its PNG and retrieval.png go "
                              "beside it")
@@ -98,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     grid = _grid(test, pred, decoded, generated, decoder, params.grid_speakers, short)
     args.grid.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.grid)
+    write_shard(args.faces, evaluated_faces(test, pred, decoded, generated))
     report, notes = numbers_only(report)
     for where, note in notes:
         print(f"evaluate: note: {where}: {note}")
@@ -114,6 +123,18 @@ def main(argv: list[str] | None = None) -> None:
             run.log_artifact(path)
     for row in comparison_rows(report):
         print("evaluate: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+
+
+def evaluated_faces(test: SplitData, pred: dict, decoded: dict, generated: dict) -> dict[str, np.ndarray]:
+    """What the report was computed from, row for row with the test split: a family's faces can be looked at, or
+    measured another way, without running its model again."""
+    arrays = {"sample_id": test.manifest["sample_id"].to_numpy(str), "speaker": np.asarray(test.speakers, str)}
+    for length in pred:
+        arrays[f"speech2face_feature_{length}"] = np.asarray(pred[length], np.float32)
+        arrays[f"speech2face_face_{length}"] = decoded[length]
+    for family, faces in generated.items():
+        arrays |= {f"{family}_face_{length}": images for length, images in faces.items()}
+    return arrays
 
 
 def ridge_report(test: SplitData, train: SplitData, params: EvaluateParams, params_file: Path) -> dict:
@@ -148,7 +169,7 @@ def comparison_rows(report: dict) -> list[dict]:
     """One row per family of the headline numbers at 6 s (Speech2Face twice: its feature and its decoded image)."""
     rows = []
     for family, section in report.items():
-        for name, part in ((family, section), (f"{family} (image)", section.get("decoded"))):
+        for name, part in ((family, section), (plot_label(family, "face"), section.get("decoded"))):
             if part is None or "retrieval" not in part:
                 continue
             six = part["retrieval"]["6s"]

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from s2f.dataset import load_split
 from tests.tiny_repo import make_tiny_repo, run, tool_env
 
 
@@ -66,6 +68,13 @@ def test_repro_runs_every_stage_and_writes_the_reports(repo):
     assert headline["chance"] == {"r1": pytest.approx(1 / 3, abs=1e-4)}  # galleries of 3: no R@10 to report
     assert (repo / "data/features/identity_head.pt").is_file()
     assert (repo / "reports/face_grid.png").stat().st_size > 0
+    faces = np.load(repo / "data/evaluation/faces.npz")   # what the report was computed from, row for row
+    test = load_split(repo / "data/preprocessed", repo / "data/features", "test", audio=False)
+    assert list(faces["sample_id"]) == list(test.manifest["sample_id"])
+    assert faces["speech2face_feature_6s"].shape == (6, 128)
+    for name in ("speech2face_face", "wen2019_face", "wav2pix_face"):
+        for seconds in ("6s", "3s_repeated"):
+            assert faces[f"{name}_{seconds}"].shape[0] == 6 and faces[f"{name}_{seconds}"].dtype == np.uint8
     assert (repo / "models/gan/wen2019.pt").is_file() and (repo / "models/gan/wav2pix.json").is_file()
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     assert set(lock["stages"]) == {"download@0", "collect", "preprocess@0", "features@0", "gather", "train_decoder",
