@@ -7,6 +7,7 @@ timestamp or version in the file: the images are DVC outputs, and the same numbe
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -32,10 +33,31 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def weight_changes(rows: list[dict]) -> list[int]:
+    """The epochs at which the loss weights (`weight_…` columns) differ from the epoch before: where a calibrated
+    weight was set (`train_encoder.loss`), the total loss jumps without the model having changed."""
+    keys = sorted({k for row in rows for k in row if k.startswith("weight_")})
+    return [b["epoch"] for a, b in zip(rows, rows[1:]) if any(_changed(a.get(k), b.get(k)) for k in keys)]
+
+
+def _changed(before: float | None, after: float | None) -> bool:
+    """A weight that differs between two epochs; a missing or NaN value (a CSV's empty cell) is no change."""
+    known = [v for v in (before, after) if v is not None and not math.isnan(v)]
+    return len(known) == 2 and known[0] != known[1]
+
+
+def _panel_title(term: str, rows: list[dict]) -> str:
+    """A loss term's name, saying so when its weight is 0 throughout: it is logged, but not trained on."""
+    weights = [row.get(f"weight_{term}") for row in rows]
+    unused = bool(rows) and all(w is not None and w == 0 for w in weights)
+    return f"{term} (weight 0: logged only)" if unused else term
+
+
 def curve_png(rows: list[dict], path: Path, title: str) -> Path:
     """Every loss term against epoch, one panel each, training solid, validation (`val_…`) dashed and a refit on
     every training speaker (`refit_…`) dotted; the validation retrieval (`val_recall_at_K`) in a last panel when
-    the stage measured it."""
+    the stage measured it. A term whose weight is 0 says so in its title, and the total is marked where the loss
+    weights changed (`weight_changes`)."""
     plt = _pyplot()
     terms = sorted({k for row in rows for k in row if k.startswith("loss_")})
     recalls = sorted({k for row in rows for k in row if re.fullmatch(r"val_recall_at_\d+", k)},
@@ -51,7 +73,11 @@ def curve_png(rows: list[dict], path: Path, title: str) -> Path:
             if any(row.get(f"{prefix}{term}") is not None for row in rows):
                 ax.plot(epochs, [row.get(f"{prefix}{term}") for row in rows], style, label=label)
                 ax.legend(fontsize=7)
-        ax.set(title=term.removeprefix("loss_"), xlabel="epoch")
+        if term == "loss_total" and (changes := weight_changes(rows)):
+            for at in changes:
+                ax.axvline(at, color="grey", linewidth=1, linestyle="-.", label=f"loss weights set (epoch {at})")
+            ax.legend(fontsize=7)
+        ax.set(title=_panel_title(term.removeprefix("loss_"), rows), xlabel="epoch")
     if recalls:
         ax = axes.flat[len(terms)]
         for key in recalls:
