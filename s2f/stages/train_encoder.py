@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     refit_losses = {k: v for k, v in refit.scores()[0].items() if k.startswith("refit_loss_")} if refit else {}
     write_json(args.metrics, curve.last | refit_losses | summary | {"samples": len(data.audio),
                                                                    "processes": runtime.world_size})
-    chosen = f"epoch {trained.kept_epoch}" + (f", validation R@1 {summary['kept_val_recall_at_1']:.3f}"
-                                              if "kept_val_recall_at_1" in summary else "")
+    chosen = f"epoch {trained.kept_epoch}, numbered from 0 as in the loss CSV and plot" + (
+        f", validation R@1 {summary['kept_val_recall_at_1']:.3f}" if "kept_val_recall_at_1" in summary else "")
     if refit:
         print(f"train_encoder: final loss {refit.last['loss_total']:.4f} of the refit on all {trained.train_samples} "
               f"training samples for {trained.refit_epochs} epochs (validation chose {chosen})")

@@ -138,8 +138,9 @@ def train_encoder(audio: np.ndarray, embedding: np.ndarray, f_dec: nn.Module, id
     epochs = chosen.kept_epoch + 1
     chosen.model.cpu()   # replaced by the refit's: the device's memory is the refit's
     if runtime.is_main:
-        print(f"train_encoder: refitting on every training speaker through epoch {chosen.kept_epoch} (chosen on "
-              f"{chosen.validation_speakers} validation speakers)", flush=True)
+        print(f"train_encoder: refitting on every training speaker for {epochs} epochs, through the epoch validation "
+              f"chose on {chosen.validation_speakers} speakers (epoch {chosen.kept_epoch}, counted from 0 as in the "
+              f"loss CSV)", flush=True)
     refit_params = p.model_copy(update={"epochs": epochs, "validation": p.validation.model_copy(
         update={"fraction": 0.0, "keep": "last", "refit": False})})
     refit = _train_and_validate(audio, embedding, f_dec, identity_head, refit_params, runtime,
