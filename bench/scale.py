@@ -148,6 +148,7 @@ def plot(results: dict[int, dict], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     scales = sorted(results)
@@ -158,6 +159,8 @@ def plot(results: dict[int, dict], path: Path) -> None:
     first = min(results[scales[0]][n].seconds for n in STAGES)
     ax.loglog(ref, first * ref / ref[0], "k--", lw=0.8, label="linear")
     ax.set(xlabel="clips", ylabel="seconds", title="speech2face: time against corpus size")
+    ax.set_xticks(clips, [f"{c:,}" for c in clips])   # the measured sizes, not 10^k ticks crowding each other
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
