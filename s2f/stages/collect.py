@@ -13,7 +13,7 @@ from pathlib import Path
 from s2f.config import DataParams
 from s2f.partitions import MissingPartition
 from s2f.sources.collect import collect, partition_dirs
-from s2f.stages.common import load_params, stage_parser, validate_manifest
+from s2f.stages.common import load_params, run_stage, stage_parser, validate_manifest
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,4 +35,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

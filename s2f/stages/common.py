@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -43,13 +44,21 @@ def load_params(section: str, path: Path):
 
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's `main` as `python -m` does; a bad input file (a model or shard that cannot be read) ends it
-    with one line naming the file and the reason, not a traceback, since it is the user's to fix, not a bug."""
+    with one line naming the file and the reason, not a traceback, since it is the user's to fix, not a bug.
+
+    Called only as a process's entry point (`if __name__ == "__main__"`): once `main` has returned, every object is
+    frozen out of the garbage collector (`gc.freeze`). Why: at exit the interpreter otherwise collects and frees the
+    stage's whole object graph (GX, pandas, torch, dlib) one object at a time, which took 0.9 s after `preprocess`
+    and 1.4 s after `features` here, for memory the OS takes back anyway. Nothing is lost: a stage writes and closes
+    its outputs before `main` returns, and atexit handlers (MLflow, multiprocessing, temporary folders) still run.
+    """
     try:
         main()
     except Exception as err:
         if not is_input_file_error(err):
             raise
         raise SystemExit(f"error: {err}") from None
+    gc.freeze()
 
 
 def is_input_file_error(err: Exception) -> bool:

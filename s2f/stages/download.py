@@ -15,7 +15,7 @@ from s2f.config import DataParams
 from s2f.io.shards import write_table
 from s2f.partitions import Partition
 from s2f.sources.fetch import fetch
-from s2f.stages.common import load_params, stage_parser, validate_manifest
+from s2f.stages.common import load_params, run_stage, stage_parser, validate_manifest
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,4 +43,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)
