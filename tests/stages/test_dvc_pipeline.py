@@ -246,3 +246,16 @@ def test_a_garbage_model_file_ends_a_stage_run_by_dvc_with_one_line(repo, tmp_pa
                           cwd=repo, capture_output=True, text=True, timeout=300, env=tool_env())
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
     assert f"error: {bad}:" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_the_committed_dvc_lock_records_only_stages_dvc_yaml_defines():
+    """DVC keeps a stage's lock entry after the stage is renamed or turned into a `foreach` (`preprocess` became
+    `preprocess@0`): a stale entry then shows a newcomer a command and data hashes no `dvc repro` makes."""
+    from dvc.repo import Repo
+
+    root = Path(__file__).resolve().parents[2]
+    with Repo(str(root)) as dvc_repo:
+        defined = {stage.name for stage in dvc_repo.index.stages}
+    recorded = set(yaml.safe_load((root / "dvc.lock").read_text())["stages"])
+    stale, missing = sorted(recorded - defined), sorted(defined - recorded)
+    assert not stale and not missing, f"dvc.lock entries of no stage: {stale}; stages with no entry: {missing}"
