@@ -11,6 +11,8 @@ Usage: `make bench-training` (or `.venv/bin/python bench/training_throughput.py 
   shards as a corpus larger than `loop.in_memory_mb` is) against the same step on one batch kept in memory, in
   alternating blocks of steps so that the machine's drift falls on both; target ≤ 10 % for the best worker count of
   each. On CUDA the paper size runs with bf16 autocast.
+- FLAC decode: one 2.5 s training window of a stored clip, decoded by s2f (dr_flac) against libsndfile, which writes
+  the shards, both in this run.
 Prints a table and writes bench/results/training_throughput.json.
 """
 
@@ -116,6 +118,33 @@ def demo_voices(clips: int, seed: int = 0) -> np.ndarray:
                      for _ in range(clips)])
 
 
+def bench_decoders(clips: int, window: int, repeat: int) -> dict:
+    """Milliseconds to decode one training window of a FLAC-stored clip: `s2f.io.codecs.decode_flac` (dr_flac) against
+    libsndfile, which writes the shards (the baseline), the best of `repeat` passes over the clips."""
+    import io
+
+    import soundfile
+
+    from s2f.io import codecs
+
+    encoded = [codecs.encode_flac(clip, SAMPLE_RATE) for clip in demo_voices(clips)]
+    starts = np.random.default_rng(0).integers(0, 6 * SAMPLE_RATE - window, len(encoded))
+
+    def libsndfile(data: bytes, start: int) -> np.ndarray:
+        return soundfile.read(io.BytesIO(data), dtype="int16", start=start, stop=start + window)[0]
+
+    def best_ms(decode) -> float:
+        best = float("inf")
+        for _ in range(repeat):
+            start_time = time.perf_counter()
+            for data, start in zip(encoded, starts):
+                decode(data, int(start))
+            best = min(best, (time.perf_counter() - start_time) / len(encoded))
+        return best * 1e3
+    return {"window_s": window / SAMPLE_RATE, "s2f_ms": best_ms(lambda d, s: codecs.decode_flac(d, s, s + window)),
+            "libsndfile_ms": best_ms(libsndfile)}
+
+
 def time_interleaved(step, sources: dict[str, Iterable], targets: torch.Tensor, device: torch.device,
                      rounds: int, block: int, warmup: int = 2) -> dict[str, float]:
     """Seconds per step of each source (data movement included), measured in alternating blocks of `block` steps
@@ -187,6 +216,7 @@ def main() -> None:
     loaders = [bench_loader(device, 64, 8, 2 if args.quick else 8, 3 if args.quick else 5, w, streamed)
                for streamed in (False, True)
                for w in (0, 1)]
+    decoders = bench_decoders(16, int(2.5 * SAMPLE_RATE), repeat=3 if args.quick else 20)
     best = {streamed: min((r for r in loaders if r["streamed"] == streamed), key=lambda r: r["overhead"])
             for streamed in (False, True)}
     rows = [("torch.mm throughput (GFLOP/s)", f"{mm / 1e9:.1f}", "", "(this is the baseline)", True)]
@@ -200,10 +230,13 @@ def main() -> None:
         rows.append((f"loader overhead, {source}, {r['workers']} workers (step s: loader / in memory)",
                      f"{r['overhead']:+.1%} ({r['real_loader_s']:.3f} / {r['in_memory_s']:.3f})",
                      "≤ 10 % (best of the worker counts)", "", r["overhead"] <= 0.10 or r is not best[r["streamed"]]))
+    rows.append((f"FLAC decode of a {decoders['window_s']:g} s window (ms a row): s2f (dr_flac)",
+                 f"{decoders['s2f_ms']:.3f} ({decoders['libsndfile_ms'] / decoders['s2f_ms']:.1f}× faster)", "",
+                 f"{decoders['libsndfile_ms']:.3f} (libsndfile)", True))
     print(f"device: {device}, threads: {torch.get_num_threads()}")
     print_table(rows)
     save_results("training_throughput", {"device": str(device), "mm_flops_per_s": mm, "sizes": results,
-                                         "loader": loaders})
+                                         "loader": loaders, "flac_decode": decoders})
     exit_on_missed_targets(rows)
 
 

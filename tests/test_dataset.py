@@ -71,3 +71,25 @@ def test_rows_stream_from_s3_shards(corpus, s3_env):
     remote = load_split(f"s3://{bucket}/pre", feat, "train", audio=True, faces=True)
     np.testing.assert_array_equal(np.asarray(remote.audio), np.asarray(local.audio))
     np.testing.assert_array_equal(remote.face[0], local.face[0])
+
+
+def test_a_damaged_audio_row_is_an_error_naming_its_shard_and_row(corpus, tmp_path):
+    """A bit flipped inside a stored FLAC row (a bad disk, a partial copy) must stop training with where it is, not
+    hand the model a shorter or different clip."""
+    from s2f.io.shard_rows import ShardRows
+    from s2f.io.shards import ShardError
+
+    pre, _ = corpus
+    shard = tmp_path / "shard.npz"
+    shard.write_bytes(sorted(pre.glob("shard-*.npz"))[0].read_bytes())
+    rows = ShardRows(shard, ["audio"])
+    clean = rows.row("audio", 1, slice(1000, 5000))
+    start, end = rows.offsets["audio"][1:3]
+    damaged = bytearray(shard.read_bytes())
+    damaged[rows.members["audio"].offset + int(start + end) // 2] ^= 0xFF
+    shard.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match=rf"{shard}: row 1 of 'audio' does not decode \(FLAC data is cut short"):
+        rows.row("audio", 1)
+    np.testing.assert_array_equal(rows.row("audio", 1, slice(1000, 5000)), clean)  # frames before the damage
+    with pytest.raises(ShardError, match=f"{shard}: not a readable shard"):
+        read_shard(shard, ["audio"])

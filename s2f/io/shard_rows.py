@@ -95,9 +95,12 @@ class ShardRows:
         if column in self.codecs:
             start, end = self.offsets[column][i], self.offsets[column][i + 1]
             data = self._source.read(member.offset + int(start), int(end - start))
-            if part is not None and self.codecs[column] == codecs.AUDIO_CODEC and part.step in (None, 1):
-                return codecs.decode_flac(data, part.start or 0, part.stop)
-            decoded = codecs.DECODERS[self.codecs[column]](data)
+            try:
+                if part is not None and self.codecs[column] == codecs.AUDIO_CODEC and part.step in (None, 1):
+                    return codecs.decode_flac(data, part.start or 0, part.stop)
+                decoded = codecs.DECODERS[self.codecs[column]](data)
+            except (ValueError, OSError) as err:  # what dr_flac and Pillow raise on damaged bytes
+                raise ValueError(f"{self.location}: row {i} of {column!r} does not decode ({err})") from None
             return decoded if part is None else decoded[part]
         if part is not None:
             return self.row(column, i)[part]

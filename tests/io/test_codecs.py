@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 
 import numpy as np
@@ -68,3 +69,31 @@ def test_a_window_of_flac_decodes_to_the_same_samples(real_sample, start, stop):
     """Training reads 1.5 s windows: FLAC seeks to the window and decodes only it, sample for sample the same."""
     np.testing.assert_array_equal(codecs.decode_flac(real_sample.audio_flac, start, stop),
                                   real_sample.audio[start:stop])
+
+
+def test_flac_decodes_as_libsndfile_decodes_it(real_sample):
+    """Shards are written by libsndfile and read by dr_flac: the writer's own reader is the oracle, on real speech,
+    in stereo, and at every block boundary a window can start on."""
+    import soundfile
+
+    rng = np.random.default_rng(0)
+    stereo = rng.integers(-3000, 3000, (20000, 2)).astype(np.int16)
+    out = io.BytesIO()
+    soundfile.write(out, stereo, 16000, format="FLAC", subtype="PCM_16")
+    np.testing.assert_array_equal(codecs.decode_flac(out.getvalue(), 1151, 19000), stereo[1151:19000])
+    data = real_sample.audio_flac
+    for start in (0, 1151, 1152, 1153, 2304, 50000):
+        expected, _ = soundfile.read(io.BytesIO(data), dtype="int16", start=start, stop=start + 1152)
+        np.testing.assert_array_equal(codecs.decode_flac(data, start, start + 1152), expected)
+    assert codecs.decode_flac(data, 96000, None).shape == (0,)
+    assert codecs.decode_flac(data, 95000, 10 ** 9).shape == (1000,)
+
+
+def test_corrupt_or_cut_flac_is_an_error_not_fewer_samples(real_sample):
+    data = real_sample.audio_flac
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF
+    for broken, reason in [(data[:len(data) // 2], "cut short or corrupt"), (bytes(damaged), "cut short or corrupt"),
+                           (b"RIFF" + bytes(100), "not FLAC")]:
+        with pytest.raises(ValueError, match=reason):
+            codecs.decode_flac(broken)
