@@ -73,23 +73,27 @@ def test_rows_stream_from_s3_shards(corpus, s3_env):
     np.testing.assert_array_equal(remote.face[0], local.face[0])
 
 
-def test_a_damaged_audio_row_is_an_error_naming_its_shard_and_row(corpus, tmp_path):
-    """A bit flipped inside a stored FLAC row (a bad disk, a partial copy) must stop training with where it is, not
-    hand the model a shorter or different clip."""
+@pytest.mark.parametrize("column", ["audio", "face"])
+def test_a_damaged_row_is_an_error_naming_its_shard_and_row(corpus, tmp_path, column):
+    """A bit flipped inside a stored row (a bad disk, a partial copy) must stop training with where it is, not hand
+    the model a different clip or crop: dr_flac skips a damaged FLAC frame and fills the window from the frames
+    after it, so only the row's stored checksum catches a window read across the damage."""
     from s2f.io.shard_rows import ShardRows
     from s2f.io.shards import ShardError
 
     pre, _ = corpus
     shard = tmp_path / "shard.npz"
     shard.write_bytes(sorted(pre.glob("shard-*.npz"))[0].read_bytes())
-    rows = ShardRows(shard, ["audio"])
-    clean = rows.row("audio", 1, slice(1000, 5000))
-    start, end = rows.offsets["audio"][1:3]
+    rows = ShardRows(shard, [column])
+    clean = rows.row(column, 0)
+    start, end = rows.offsets[column][1:3]
     damaged = bytearray(shard.read_bytes())
-    damaged[rows.members["audio"].offset + int(start + end) // 2] ^= 0xFF
+    damaged[rows.members[column].offset + int(start + end) // 2] ^= 0x10
     shard.write_bytes(bytes(damaged))
-    with pytest.raises(ValueError, match=rf"{shard}: row 1 of 'audio' does not decode \(FLAC data is cut short"):
-        rows.row("audio", 1)
-    np.testing.assert_array_equal(rows.row("audio", 1, slice(1000, 5000)), clean)  # frames before the damage
-    with pytest.raises(ShardError, match=f"{shard}: not a readable shard"):
-        read_shard(shard, ["audio"])
+    window = slice(0, 96000) if column == "audio" else None  # the whole clip: the damage lies inside the window
+    with pytest.raises(ValueError, match=rf"{shard}: row 1 of '{column}' is unusable \(row 1: its \d+ stored bytes "
+                                         r"fail their CRC-32 check"):
+        rows.row(column, 1, window)
+    np.testing.assert_array_equal(rows.row(column, 0), clean)  # the other rows still read
+    with pytest.raises(ShardError, match=f"{shard}: not a readable shard"):  # whole: the ZIP's CRC-32 says so first
+        read_shard(shard, [column])

@@ -3,8 +3,9 @@
 A shard is an uncompressed `.npz` (a ZIP of `.npy` members, `np.savez`), so each member's array lies contiguously in
 the file at an offset the ZIP and `.npy` headers give. Row i of a fixed-size column (embedding, landmarks, box) is
 then one `pread` at `offset + i × row bytes`; row i of an encoded column (`s2f.io.codecs`: FLAC audio, JPEG crops)
-is one `pread` of the bytes between its two offsets, decoded. Memory is the headers and the offsets arrays (8 bytes
-a sample), whatever the shard's size: training memory no longer grows with the corpus.
+is one `pread` of the bytes between its two offsets, checked against the row's stored CRC-32, decoded. Memory is
+the headers, the offsets and the checksums (12 bytes a sample), whatever the shard's size: training memory no longer
+grows with the corpus.
 
 The same works on `s3://` shards through ranged GETs (one request per row; the loader's worker processes overlap
 them), so training can read a corpus it never copies.
@@ -79,6 +80,7 @@ class ShardRows:
         self.codecs: dict[str, str] = {}
         self.members: dict[str, Member] = {}
         self.offsets: dict[str, np.ndarray] = {}
+        self.crc32: dict[str, np.ndarray] = {}   # a CRC-32 per encoded row (none in shards before 2026-12-07)
         for column in columns:
             if column in members:
                 self.members[column] = members[column]
@@ -86,6 +88,8 @@ class ShardRows:
                 codec = stored[column]
                 self.codecs[column], self.members[column] = codec, members[f"{column}_{codec}"]
                 self.offsets[column] = self._whole(members[f"{column}_{codec}_offsets"])
+                if f"{column}_{codec}_crc32" in members:
+                    self.crc32[column] = self._whole(members[f"{column}_{codec}_crc32"])
             else:
                 raise KeyError(f"{self.location}: no column {column!r} (has {', '.join(sorted(members))})")
 
@@ -96,11 +100,13 @@ class ShardRows:
             start, end = self.offsets[column][i], self.offsets[column][i + 1]
             data = self._source.read(member.offset + int(start), int(end - start))
             try:
+                if column in self.crc32:
+                    codecs.check(data, self.crc32[column][i], i)
                 if part is not None and self.codecs[column] == codecs.AUDIO_CODEC and part.step in (None, 1):
                     return codecs.decode_flac(data, part.start or 0, part.stop)
                 decoded = codecs.DECODERS[self.codecs[column]](data)
-            except (ValueError, OSError) as err:  # what dr_flac and Pillow raise on damaged bytes
-                raise ValueError(f"{self.location}: row {i} of {column!r} does not decode ({err})") from None
+            except (ValueError, OSError) as err:  # a failed checksum, or what dr_flac and Pillow raise on bad bytes
+                raise ValueError(f"{self.location}: row {i} of {column!r} is unusable ({err})") from None
             return decoded if part is None else decoded[part]
         if part is not None:
             return self.row(column, i)[part]

@@ -142,7 +142,7 @@ def read_shard(path: Path, keys: list[str] | None = None, threads: int = 1) -> d
 
 
 def _is_encoding(member: str) -> bool:
-    return any(member.endswith(f"_{codec}") or member.endswith(f"_{codec}_offsets") for codec in codecs.DECODERS)
+    return any(member.endswith((f"_{codec}", f"_{codec}_offsets", f"_{codec}_crc32")) for codec in codecs.DECODERS)
 
 
 def _stored_columns(members: list[str]) -> dict[str, str]:
@@ -155,7 +155,8 @@ def _column(npz, key: str, stored: dict[str, str], threads: int = 1) -> np.ndarr
     if key in npz.files:
         return npz[key]
     codec = stored[key]
-    return codecs.decode_column(npz[f"{key}_{codec}"], npz[f"{key}_{codec}_offsets"], codec, threads)
+    crc32 = npz[f"{key}_{codec}_crc32"] if f"{key}_{codec}_crc32" in npz.files else None  # shards before 2026-12-07
+    return codecs.decode_column(npz[f"{key}_{codec}"], npz[f"{key}_{codec}_offsets"], codec, threads, crc32)
 
 
 def write_table(path: Path, table: pd.DataFrame) -> None:

@@ -87,13 +87,31 @@ def test_flac_decodes_as_libsndfile_decodes_it(real_sample):
         np.testing.assert_array_equal(codecs.decode_flac(data, start, start + 1152), expected)
     assert codecs.decode_flac(data, 96000, None).shape == (0,)
     assert codecs.decode_flac(data, 95000, 10 ** 9).shape == (1000,)
+    for start, stop in [(-100, None), (0, -5), (-200, -100), (500, 100)]:  # as a slice of the clip takes them
+        np.testing.assert_array_equal(codecs.decode_flac(data, start, stop), real_sample.audio[start:stop])
+    np.testing.assert_array_equal(codecs.decode_flac(memoryview(bytearray(data)), 10, 20), real_sample.audio[10:20])
 
 
 def test_corrupt_or_cut_flac_is_an_error_not_fewer_samples(real_sample):
     data = real_sample.audio_flac
     damaged = bytearray(data)
     damaged[len(data) // 2] ^= 0xFF
+    no_length = bytearray(data)  # STREAMINFO's 36-bit sample count (a streamed encoder's FLAC) set to 0
+    no_length[21] &= 0xF0
+    no_length[22:26] = bytes(4)
     for broken, reason in [(data[:len(data) // 2], "cut short or corrupt"), (bytes(damaged), "cut short or corrupt"),
-                           (b"RIFF" + bytes(100), "not FLAC")]:
+                           (b"RIFF" + bytes(100), "not FLAC"), (bytes(no_length), "0 samples long")]:
         with pytest.raises(ValueError, match=reason):
             codecs.decode_flac(broken)
+
+
+def test_every_stored_row_carries_a_checksum_that_catches_a_flipped_bit(real_sample):
+    """A decoder is no integrity check (dr_flac skips a frame whose CRC fails and reads on): each stored row has its
+    CRC-32 beside it, checked before it is decoded."""
+    columns = codecs.encoded_columns("audio", "flac", [real_sample.audio_flac] * 3)
+    np.testing.assert_array_equal(codecs.decode_column(columns["audio_flac"], columns["audio_flac_offsets"], "flac",
+                                                       crc32=columns["audio_flac_crc32"])[2], real_sample.audio)
+    data = columns["audio_flac"].copy()
+    data[len(data) // 2 + 100] ^= 1  # inside row 1
+    with pytest.raises(ValueError, match="row 1: its .* stored bytes fail their CRC-32 check"):
+        codecs.decode_column(data, columns["audio_flac_offsets"], "flac", threads=2, crc32=columns["audio_flac_crc32"])
