@@ -123,11 +123,27 @@ def check(encoding: bytes, crc32: int, row: int) -> bytes:
     return encoding
 
 
+def member_names(column: str, codec: str) -> tuple[str, str, str]:
+    """The shard members that store `column` as `codec`: its encodings, their offsets, their CRC-32s."""
+    data = f"{column}_{codec}"
+    return data, f"{data}_offsets", f"{data}_crc32"
+
+
+def stored_columns(members: Sequence[str]) -> dict[str, str]:
+    """{column: codec} for every column a shard stores encoded (`audio_flac` + `audio_flac_offsets` → audio: flac)."""
+    return {member[:-len(codec) - 1]: codec for member in members for codec in DECODERS
+            if member.endswith(f"_{codec}") and f"{member}_offsets" in members}
+
+
+def is_encoding_member(member: str) -> bool:
+    """Whether a shard member is part of an encoded column (its data, offsets or checksums), not a column itself."""
+    return any(member.endswith(member_names("", codec)) for codec in DECODERS)
+
+
 def encoded_columns(column: str, codec: str, encodings: list[bytes]) -> dict[str, np.ndarray]:
     """The three shard arrays that store `column` as `codec` encodings: data, offsets, checksums."""
     data, offsets = pack(encodings)
-    return {f"{column}_{codec}": data, f"{column}_{codec}_offsets": offsets,
-            f"{column}_{codec}_crc32": crc32s(encodings)}
+    return dict(zip(member_names(column, codec), (data, offsets, crc32s(encodings))))
 
 
 def decode_column(data: np.ndarray, offsets: np.ndarray, codec: str, threads: int = 1,
@@ -135,16 +151,19 @@ def decode_column(data: np.ndarray, offsets: np.ndarray, codec: str, threads: in
     """A stored column back as one stacked array ((n, samples) audio, (n, H, W, 3) crops), each encoding checked
     against `crc32` first when the shard has checksums.
 
-    With `threads` > 1 the encodings are decoded by that many threads: dr_flac (through cffi) and Pillow's JPEG
-    decoder release the GIL, so a shard written at the end of a stage is read back on every core."""
+    With `threads` > 1 the encodings are checked and decoded by that many threads: zlib, dr_flac (through cffi) and
+    Pillow's JPEG decoder release the GIL, so a shard written at the end of a stage is read back on every core."""
     decode, encodings = DECODERS[codec], unpack(data, offsets)
-    if crc32 is not None:
-        if len(crc32) != len(encodings):
-            raise ValueError(f"{len(crc32)} checksums for {len(encodings)} stored {codec} rows")
-        encodings = [check(e, c, row) for row, (e, c) in enumerate(zip(encodings, crc32))]
+    if crc32 is not None and len(crc32) != len(encodings):
+        raise ValueError(f"{len(crc32)} checksums for {len(encodings)} stored {codec} rows")
+
+    def decode_row(row: int) -> np.ndarray:
+        encoding = encodings[row]
+        return decode(encoding if crc32 is None else check(encoding, crc32[row], row))
+
     if threads <= 1 or len(encodings) < 2:
-        return np.stack([decode(e) for e in encodings])
+        return np.stack([decode_row(row) for row in range(len(encodings))])
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(threads) as pool:
-        return np.stack(list(pool.map(decode, encodings)))
+        return np.stack(list(pool.map(decode_row, range(len(encodings)))))

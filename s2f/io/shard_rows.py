@@ -75,8 +75,7 @@ class ShardRows:
         self.location = str(location)
         self._source = _Source(self.location)
         members = self._index()
-        stored = {m.rsplit("_", 1)[0]: m.rsplit("_", 1)[1] for m in members
-                  if any(m.endswith(f"_{c}") for c in codecs.DECODERS) and f"{m}_offsets" in members}
+        stored = codecs.stored_columns(list(members))
         self.codecs: dict[str, str] = {}
         self.members: dict[str, Member] = {}
         self.offsets: dict[str, np.ndarray] = {}
@@ -85,11 +84,11 @@ class ShardRows:
             if column in members:
                 self.members[column] = members[column]
             elif column in stored:
-                codec = stored[column]
-                self.codecs[column], self.members[column] = codec, members[f"{column}_{codec}"]
-                self.offsets[column] = self._whole(members[f"{column}_{codec}_offsets"])
-                if f"{column}_{codec}_crc32" in members:
-                    self.crc32[column] = self._whole(members[f"{column}_{codec}_crc32"])
+                data, offsets, crc32 = codecs.member_names(column, stored[column])
+                self.codecs[column], self.members[column] = stored[column], members[data]
+                self.offsets[column] = self._whole(members[offsets])
+                if crc32 in members:
+                    self.crc32[column] = self._whole(members[crc32])
             else:
                 raise KeyError(f"{self.location}: no column {column!r} (has {', '.join(sorted(members))})")
 

@@ -126,11 +126,11 @@ def read_shard(path: Path, keys: list[str] | None = None, threads: int = 1) -> d
     """
     try:
         with np.load(path, allow_pickle=False) as npz:
-            stored = _stored_columns(npz.files)
+            stored = codecs.stored_columns(npz.files)
             missing = [k for k in keys or () if k not in npz.files and k not in stored]
             if missing:
                 raise ShardError(f"{path}: no arrays {', '.join(missing)} (has {', '.join(npz.files)})")
-            wanted = keys if keys is not None else [f for f in npz.files if not _is_encoding(f)] + list(stored)
+            wanted = keys if keys is not None else [f for f in npz.files if not codecs.is_encoding_member(f)] + list(stored)
             return {key: _column(npz, key, stored, threads) for key in wanted}
     except FileNotFoundError:
         raise ShardError(f"{path}: missing") from None
@@ -141,22 +141,12 @@ def read_shard(path: Path, keys: list[str] | None = None, threads: int = 1) -> d
                          f"it may be truncated: rerun the stage that wrote it") from None
 
 
-def _is_encoding(member: str) -> bool:
-    return any(member.endswith((f"_{codec}", f"_{codec}_offsets", f"_{codec}_crc32")) for codec in codecs.DECODERS)
-
-
-def _stored_columns(members: list[str]) -> dict[str, str]:
-    """{column: codec} for every column stored encoded (`audio_flac` + `audio_flac_offsets` → audio: flac)."""
-    return {member[:-len(codec) - 1]: codec for member in members for codec in codecs.DECODERS
-            if member.endswith(f"_{codec}") and f"{member}_offsets" in members}
-
-
 def _column(npz, key: str, stored: dict[str, str], threads: int = 1) -> np.ndarray:
     if key in npz.files:
         return npz[key]
-    codec = stored[key]
-    crc32 = npz[f"{key}_{codec}_crc32"] if f"{key}_{codec}_crc32" in npz.files else None  # shards before 2026-12-07
-    return codecs.decode_column(npz[f"{key}_{codec}"], npz[f"{key}_{codec}_offsets"], codec, threads, crc32)
+    data, offsets, crc32 = codecs.member_names(key, stored[key])
+    checksums = npz[crc32] if crc32 in npz.files else None  # shards before 2026-12-07 have none
+    return codecs.decode_column(npz[data], npz[offsets], stored[key], threads, checksums)
 
 
 def write_table(path: Path, table: pd.DataFrame) -> None:

@@ -73,7 +73,7 @@ def test_a_window_of_flac_decodes_to_the_same_samples(real_sample, start, stop):
 
 def test_flac_decodes_as_libsndfile_decodes_it(real_sample):
     """Shards are written by libsndfile and read by dr_flac: the writer's own reader is the oracle, on real speech,
-    in stereo, and at every block boundary a window can start on."""
+    in stereo, and for windows starting at and around the boundaries of level 0's 1,152-sample blocks."""
     import soundfile
 
     rng = np.random.default_rng(0)
