@@ -212,6 +212,8 @@ class LoopParams(Section):
     loader_workers: int = Field(0, ge=0, description="DataLoader worker processes (0: in the training process)")
     in_memory_mb: float = Field(1024, ge=0, description="a training split whose decoded columns fit in this many MB "
                                 "is read into memory once; a larger one streams from the shards row by row")
+    cpu_threads: int = Field(2, ge=0, description="torch threads on the CPU; the weights depend on it "
+                             "(0: every core, fastest, but the weights then depend on the machine; s2f.numerics)")
 
 
 class DecoderLossParams(Section):
@@ -417,6 +419,8 @@ class EvaluateParams(Section):
     craniofacial_max: int | None = Field(300, ge=2, description="test clips measured with dlib landmarks (null: all)")
     grid_speakers: int = Field(8, ge=1)
     seed: Seed = 0
+    cpu_threads: int = Field(2, ge=0, description="torch threads on the CPU; the drawn faces depend on it "
+                             "(0: every core, fastest, but the results then depend on the machine; s2f.numerics)")
 
     @field_validator("ks")
     @classmethod

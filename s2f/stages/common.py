@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from s2f.numerics import cap_cpu_isa
+
 for _var, _value in {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}.items():
     os.environ.setdefault(_var, _value)
 
@@ -51,7 +53,11 @@ def run_stage(main: Callable[[], None]) -> None:
     stage's whole object graph (GX, pandas, torch, dlib) one object at a time, which took 0.9 s after `preprocess`
     and 1.4 s after `features` here, for memory the OS takes back anyway. Nothing is lost: a stage writes and closes
     its outputs before `main` returns, and atexit handlers (MLflow, multiprocessing, temporary folders) still run.
+
+    Before `main`, torch's CPU kernels are capped at AVX2 (`s2f.numerics.cap_cpu_isa`), so that the models a stage
+    trains are the same bytes on every x86 machine; torch has not computed anything yet at this point.
     """
+    cap_cpu_isa()
     try:
         main()
     except Exception as err:

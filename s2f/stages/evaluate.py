@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                                       test.audio.shape[1] / SAMPLE_RATE, args.params, equal_ok=False):
         raise SystemExit(f"error: {problem}")
     train = load_split(args.pre, args.features, "train", audio=True).in_memory()
-    dev = setup_runtime().device
+    dev = setup_runtime(params.cpu_threads).device
     backend = get_backend(features.backend, **({"weights": features.vggface_weights}
                                                if features.backend == "vggface" else {}))
     short = short_key(params.short_seconds)

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="resumed from when it matches these params and data")
     args = parser.parse_args(argv)
     params: TrainDecoderParams = load_params("train_decoder", args.params)
-    runtime = setup_runtime()
+    runtime = setup_runtime(params.loop.cpu_threads)
     # the run opens first: a tracker that does not answer ends the stage before the data is loaded
     with main_process_run("train_decoder", params.model_dump(), runtime.is_main) as run:
         data = load_split(args.pre, args.features, "train", audio=False, faces=True, landmarks=True).for_training(

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
                              "(<name>_refit.pt)")
     args = parser.parse_args(argv)
     params: TrainEncoderParams = load_params("train_encoder", args.params)
-    runtime = setup_runtime()
+    runtime = setup_runtime(params.loop.cpu_threads)
     # the run opens first: a tracker that does not answer ends the stage before the data is loaded
     with main_process_run("train_encoder", params.model_dump(), runtime.is_main) as run:
         data = load_split(args.pre, args.features, "train", audio=True).for_training(params.loop.in_memory_mb)

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     if metrics_path.resolve() == model_path.with_suffix(".json").resolve():
         parser.error(f"--metrics {metrics_path} is where the model's config goes (beside {model_path.name})")
     params: TrainGanParams = load_params("train_gan", args.params)
-    runtime = setup_runtime()
+    runtime = setup_runtime(params.loop.cpu_threads)
     with main_process_run(f"train_gan@{family}", params.model_dump(), runtime.is_main) as run:
         data = load_split(args.pre, args.features, "train", audio=True, faces=True).for_training(
             params.loop.in_memory_mb)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from s2f.numerics import pin_threads
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -28,11 +30,13 @@ class Runtime:
         return self.world_size > 1
 
 
-def setup_runtime() -> Runtime:
+def setup_runtime(cpu_threads: int = 0) -> Runtime:
     """Join the process group `torchrun` describes (NCCL on CUDA, gloo on CPU), or run alone.
 
-    Each process takes the GPU of its LOCAL_RANK; on CPU every process shares the host.
+    Each process takes the GPU of its LOCAL_RANK; on CPU every process shares the host. `cpu_threads`: torch's
+    threads in this process (0: torch's choice), fixed before its first operation (`s2f.numerics.pin_threads`).
     """
+    pin_threads(cpu_threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
     if world == 1:

@@ -18,8 +18,19 @@ def fit_identity_head(embedding: np.ndarray, speakers: np.ndarray, epochs: int =
     """A linear classifier feature → training identity, and the identity order of its outputs.
 
     Features are standardised inside the layer (weights and bias absorb mean and scale) because face features of
-    different people differ by a few percent around a common mean.
+    different people differ by a few percent around a common mean. It is fitted on one thread, whatever the
+    machine: the head is part of the `features` output, and its bytes would otherwise depend on the core count
+    (`s2f.numerics`); a few thousand rows take well under a second either way.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(embedding, speakers, epochs, lr, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(embedding: np.ndarray, speakers: np.ndarray, epochs: int, lr: float, seed: int) -> tuple[nn.Linear, list[str]]:
     torch.manual_seed(seed)
     ids = sorted(set(map(str, speakers)))
     index = {s: i for i, s in enumerate(ids)}

@@ -1,0 +1,61 @@
+"""The arithmetic a stage process runs: kernels capped at AVX2, a fixed thread count, the same bytes whatever the
+machine's own defaults (s2f/numerics.py)."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HAS_AVX2 = "avx2" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else False
+
+TRAIN_A_LITTLE = """
+import hashlib, sys, torch
+from torch import nn
+import s2f.stages.common  # what a stage's module imports before run_stage
+from s2f.numerics import cap_cpu_isa
+from s2f.training.distributed import setup_runtime
+if sys.argv[1] == "pinned":
+    cap_cpu_isa()
+    setup_runtime(2)
+torch.manual_seed(0)
+model = nn.Sequential(nn.Conv1d(16, 32, 5), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 252, 64))
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+x, y = torch.randn(32, 16, 256), torch.randn(32, 64)
+for _ in range(5):
+    loss = ((model(x) - y) ** 2).mean()
+    opt.zero_grad(); loss.backward(); opt.step()
+weights = b"".join(p.detach().numpy().tobytes() for p in model.parameters())
+print(torch.backends.cpu.get_cpu_capability(), torch.get_num_threads(), hashlib.sha256(weights).hexdigest())
+"""
+
+
+def train_a_little(mode: str, **env: str) -> list[str]:
+    """Train a small conv + linear model for 5 steps in a fresh process; → [capability, threads, weights' sha256]."""
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", TRAIN_A_LITTLE, mode], env={**clean, **env, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=300, check=True)
+    return done.stdout.split()
+
+
+@pytest.mark.skipif(not HAS_AVX2, reason="the cap names AVX2: an x86 CPU without it runs its own kernels")
+def test_a_stage_process_computes_with_avx2_kernels_on_a_fixed_thread_count():
+    capability, threads, _ = train_a_little("pinned")
+    assert (capability, threads) == ("AVX2", "2")
+
+
+def test_the_weights_do_not_depend_on_the_machines_thread_default():
+    """A machine with another core count starts torch with another thread count (OMP_NUM_THREADS stands in for it
+    here): pinned, the weights are the same bytes; left to the default, they were not."""
+    one, three = train_a_little("pinned", OMP_NUM_THREADS="1"), train_a_little("pinned", OMP_NUM_THREADS="3")
+    assert one == three
+
+
+def test_the_users_own_choice_of_kernels_is_kept():
+    capability, _, _ = train_a_little("pinned", ATEN_CPU_CAPABILITY="default")
+    assert capability == "DEFAULT"
