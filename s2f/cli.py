@@ -12,12 +12,15 @@ import argparse
 import importlib
 import sys
 
+from s2f.numerics import cap_cpu_isa
+
 STAGES = ["download", "collect", "preprocess", "features", "gather", "train_decoder", "train_encoder", "train_gan",
           "evaluate", "register"]
 TOOLS = ["ingest", "model_summary", "promote", "infer", "serve", "upload_pending", "summary"]
 
 
 def main(argv: list[str] | None = None) -> None:
+    command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="s2f", description=__doc__)
     parser.add_argument("command", choices=[s.replace("_", "-") for s in STAGES + TOOLS],
@@ -30,6 +33,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv and not argv[0].startswith("-"):  # `s2f train_decoder` (the stage's name) and `s2f train-decoder`
         argv[0] = argv[0].replace("_", "-")
     args, rest = parser.parse_known_args(argv[:1])
+    if command_line:  # as `python -m s2f.stages.X` does, before torch computes anything (not when a test calls main)
+        cap_cpu_isa()
     stage = importlib.import_module(f"s2f.stages.{args.command.replace('-', '_')}")
     program, sys.argv[0] = sys.argv[0], f"s2f {args.command}"  # what the stage's --help calls it (argparse's prog)
     try:

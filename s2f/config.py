@@ -213,7 +213,7 @@ class LoopParams(Section):
     in_memory_mb: float = Field(1024, ge=0, description="a training split whose decoded columns fit in this many MB "
                                 "is read into memory once; a larger one streams from the shards row by row")
     cpu_threads: int = Field(2, ge=0, description="torch threads on the CPU; the weights depend on it "
-                             "(0: every core, fastest, but the weights then depend on the machine; s2f.numerics)")
+                             "(0: torch's choice, every core; the weights then depend on the machine; s2f.numerics)")
 
 
 class DecoderLossParams(Section):
@@ -420,7 +420,7 @@ class EvaluateParams(Section):
     grid_speakers: int = Field(8, ge=1)
     seed: Seed = 0
     cpu_threads: int = Field(2, ge=0, description="torch threads on the CPU; the drawn faces depend on it "
-                             "(0: every core, fastest, but the results then depend on the machine; s2f.numerics)")
+                             "(0: torch's choice, every core; the results then depend on the machine; s2f.numerics)")
 
     @field_validator("ks")
     @classmethod

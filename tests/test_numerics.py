@@ -1,7 +1,6 @@
 """The arithmetic a stage process runs: kernels capped at AVX2, a fixed thread count, the same bytes whatever the
 machine's own defaults (s2f/numerics.py)."""
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -16,12 +15,10 @@ HAS_AVX2 = "avx2" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").
 TRAIN_A_LITTLE = """
 import hashlib, sys, torch
 from torch import nn
-import s2f.stages.common  # what a stage's module imports before run_stage
-from s2f.numerics import cap_cpu_isa
+from s2f.stages.common import run_stage
 from s2f.training.distributed import setup_runtime
 if sys.argv[1] == "pinned":
-    cap_cpu_isa()
-    setup_runtime(2)
+    run_stage(lambda: setup_runtime(2))  # as a stage's entry point: kernels capped first, then its threads
 torch.manual_seed(0)
 model = nn.Sequential(nn.Conv1d(16, 32, 5), nn.ReLU(), nn.Flatten(), nn.Linear(32 * 252, 64))
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -59,3 +56,12 @@ def test_the_weights_do_not_depend_on_the_machines_thread_default():
 def test_the_users_own_choice_of_kernels_is_kept():
     capability, _, _ = train_a_little("pinned", ATEN_CPU_CAPABILITY="default")
     assert capability == "DEFAULT"
+
+
+def test_the_s2f_command_caps_the_kernels_as_a_stage_process_does():
+    script = ("import os, sys\nfrom s2f import cli\nsys.argv = ['s2f', 'model-summary', '--help']\n"
+              "try:\n    cli.main()\nexcept SystemExit:\n    pass\nprint(os.environ.get('MKL_CBWR'))")
+    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")}
+    done = subprocess.run([sys.executable, "-c", script], env={**clean, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stdout.split()[-1] == "AVX2", done.stdout + done.stderr

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from s2f.faces.detect import FaceBox, crop_face
+from s2f.numerics import one_thread
 
 if TYPE_CHECKING:
     import torch
@@ -274,12 +276,20 @@ class VggFaceBackend:
         return _cached_net(str(self.weights.resolve()), (stat.st_size, stat.st_mtime_ns), self.config, device)
 
     def _forward(self, crops: Sequence[np.ndarray], boxes: Sequence[FaceBox]) -> tuple[np.ndarray, np.ndarray]:
-        import torch
-
+        """fc7 and fc8 of the crops; on a CPU on one thread, so that the features (a DVC output) do not depend on
+        the core count (`s2f.numerics`; each `features` worker process has its own cores anyway)."""
         if len(crops) != len(boxes):
             raise ValueError(f"{len(crops)} crops but {len(boxes)} boxes")
-        net, fc7, fc8 = self.model(), [], []
+        net = self.model()
         device = next(net.parameters()).device
+        with one_thread() if device.type == "cpu" else nullcontext():
+            return self._forward_on(net, device, crops, boxes)
+
+    def _forward_on(self, net: "nn.Sequential", device: "torch.device", crops: Sequence[np.ndarray],
+                    boxes: Sequence[FaceBox]) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+
+        fc7, fc8 = [], []
         for start in range(0, len(crops), _BATCH):
             faces = np.stack([face_input(c, b, self.box_scale)
                               for c, b in zip(crops[start:start + _BATCH], boxes[start:start + _BATCH])])

@@ -25,6 +25,7 @@ from s2f.config import (AvspeechSourceParams, DataParams, FeaturesParams, LocalS
                         resolve_workers)
 from s2f.features import compute_features
 from s2f.io.shards import write_table
+from s2f.numerics import cap_cpu_isa
 from s2f.preprocess import TooManyBadShards, preprocess_corpus
 from s2f.sources.fetch import fetch
 from s2f.stages.common import load_params, stage_parser, validate_manifest, write_json
@@ -131,4 +132,5 @@ def run(args: argparse.Namespace, pre: PreprocessParams, feat: FeaturesParams, w
 
 
 if __name__ == "__main__":
+    cap_cpu_isa()  # the identity head it fits is the same bytes as `gather`'s (s2f.numerics)
     main()

@@ -34,7 +34,8 @@ def setup_runtime(cpu_threads: int = 0) -> Runtime:
     """Join the process group `torchrun` describes (NCCL on CUDA, gloo on CPU), or run alone.
 
     Each process takes the GPU of its LOCAL_RANK; on CPU every process shares the host. `cpu_threads`: torch's
-    threads in this process (0: torch's choice), fixed before its first operation (`s2f.numerics.pin_threads`).
+    threads in this process (0: torch's choice; under `torchrun` on a CPU, give each rank its share of the
+    cores), which the weights depend on (`s2f.numerics.pin_threads`).
     """
     pin_threads(cpu_threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))

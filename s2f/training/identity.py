@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s2f.numerics import one_thread
+
 
 def fit_identity_head(embedding: np.ndarray, speakers: np.ndarray, epochs: int = 300, lr: float = 0.05,
                       seed: int = 0) -> tuple[nn.Linear, list[str]]:
@@ -22,12 +24,8 @@ def fit_identity_head(embedding: np.ndarray, speakers: np.ndarray, epochs: int =
     machine: the head is part of the `features` output, and its bytes would otherwise depend on the core count
     (`s2f.numerics`); a few thousand rows take well under a second either way.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _fit(embedding, speakers, epochs, lr, seed)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _fit(embedding: np.ndarray, speakers: np.ndarray, epochs: int, lr: float, seed: int) -> tuple[nn.Linear, list[str]]:

@@ -278,3 +278,22 @@ def test_embedding_runs_without_tensorflow(narrow):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "(64,) []"
+
+
+def test_features_are_the_same_bytes_whatever_the_callers_thread_count(narrow, faces):
+    """The features are a DVC output: on a CPU the forward runs on one thread, whatever torch was set to."""
+    import torch
+
+    _, path = narrow
+    crops, boxes = faces
+    crops, boxes = list(crops) * 3, list(boxes) * 3  # a batch of 9: GEMMs big enough to be split over threads
+    backend = VggFaceBackend(path, NARROW, device="cpu")
+    before, got = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            got.append(backend.embed_batch(crops, boxes).tobytes() + backend.logits_batch(crops, boxes).tobytes())
+            assert torch.get_num_threads() == threads  # the caller's setting is given back
+    finally:
+        torch.set_num_threads(before)
+    assert got[0] == got[1]
