@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from s2f.numerics import has_avx2
 
-HAS_AVX2 = "avx2" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else False
+ROOT = Path(__file__).resolve().parents[1]
+NO_AVX2 = pytest.mark.skipif(not has_avx2(), reason="the cap is set only on an x86-64 CPU with AVX2 and FMA")
 
 TRAIN_A_LITTLE = """
 import hashlib, sys, torch
@@ -40,7 +41,7 @@ def train_a_little(mode: str, **env: str) -> list[str]:
     return done.stdout.split()
 
 
-@pytest.mark.skipif(not HAS_AVX2, reason="the cap names AVX2: an x86 CPU without it runs its own kernels")
+@NO_AVX2
 def test_a_stage_process_computes_with_avx2_kernels_on_a_fixed_thread_count():
     capability, threads, _ = train_a_little("pinned")
     assert (capability, threads) == ("AVX2", "2")
@@ -58,6 +59,7 @@ def test_the_users_own_choice_of_kernels_is_kept():
     assert capability == "DEFAULT"
 
 
+@NO_AVX2
 def test_the_s2f_command_caps_the_kernels_as_a_stage_process_does():
     script = ("import os, sys\nfrom s2f import cli\nsys.argv = ['s2f', 'model-summary', '--help']\n"
               "try:\n    cli.main()\nexcept SystemExit:\n    pass\nprint(os.environ.get('MKL_CBWR'))")
@@ -65,3 +67,14 @@ def test_the_s2f_command_caps_the_kernels_as_a_stage_process_does():
     done = subprocess.run([sys.executable, "-c", script], env={**clean, "PYTHONPATH": str(ROOT)}, capture_output=True,
                           text=True, timeout=120)
     assert done.stdout.split()[-1] == "AVX2", done.stdout + done.stderr
+
+
+def test_a_cpu_without_avx2_gets_no_cap(monkeypatch):
+    """torch would take ATEN_CPU_CAPABILITY=avx2 at its word and run AVX2 code on such a CPU (SIGILL)."""
+    from s2f import numerics
+
+    for name in numerics.CPU_ISA_CAP:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(numerics.platform, "machine", lambda: "aarch64")
+    assert numerics.cap_cpu_isa() == {}
+    assert not any(name in os.environ for name in numerics.CPU_ISA_CAP)
