@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from s2f.numerics import has_avx2
+from s2f.numerics import CPU_ISA_CAP, has_avx2
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_AVX2 = pytest.mark.skipif(not has_avx2(), reason="the cap is set only on an x86-64 CPU with AVX2 and FMA")
@@ -32,11 +32,15 @@ print(torch.backends.cpu.get_cpu_capability(), torch.get_num_threads(), hashlib.
 """
 
 
+def child_env(**env: str) -> dict[str, str]:
+    """This environment without the variables the test is about, plus `env`, for a child that imports s2f."""
+    unset = (*CPU_ISA_CAP, "OMP_NUM_THREADS")
+    return {**{k: v for k, v in os.environ.items() if k not in unset}, **env, "PYTHONPATH": str(ROOT)}
+
+
 def train_a_little(mode: str, **env: str) -> list[str]:
     """Train a small conv + linear model for 5 steps in a fresh process; → [capability, threads, weights' sha256]."""
-    clean = {k: v for k, v in os.environ.items()
-             if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")}
-    done = subprocess.run([sys.executable, "-c", TRAIN_A_LITTLE, mode], env={**clean, **env, "PYTHONPATH": str(ROOT)},
+    done = subprocess.run([sys.executable, "-c", TRAIN_A_LITTLE, mode], env=child_env(**env),
                           capture_output=True, text=True, timeout=300, check=True)
     return done.stdout.split()
 
@@ -63,9 +67,8 @@ def test_the_users_own_choice_of_kernels_is_kept():
 def test_the_s2f_command_caps_the_kernels_as_a_stage_process_does():
     script = ("import os, sys\nfrom s2f import cli\nsys.argv = ['s2f', 'model-summary', '--help']\n"
               "try:\n    cli.main()\nexcept SystemExit:\n    pass\nprint(os.environ.get('MKL_CBWR'))")
-    clean = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA")}
-    done = subprocess.run([sys.executable, "-c", script], env={**clean, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], env=child_env(), capture_output=True, text=True,
+                          timeout=120)
     assert done.stdout.split()[-1] == "AVX2", done.stdout + done.stderr
 
 
