@@ -19,8 +19,8 @@ Tracking is a record of the work, never a reason to lose it:
 - A run ends FINISHED, FAILED when the stage raised, KILLED on Ctrl-C or SIGTERM (which then still ends the
   process, as it would have). When the tracker is gone at the end, the warning says how to end the run by hand.
 `stage_run` is entered by the stages only; for its duration it bounds MLflow's HTTP client (in the environment, where
-MLflow reads it) and turns SIGTERM into an exception, and puts both back afterwards: library code never touches
-MLflow, the environment or signals.
+MLflow reads it) and turns SIGTERM and Ctrl-C into exceptions (held while a local store writes), and puts both back
+afterwards: library code never touches MLflow, the environment or signals.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def unreachable(uri: str, timeout: float) -> str | None:
 
     A quick GET of its /health with our own timeout, not through MLflow's client, whose retries are what made a
     dead server cost minutes. Any answer below 500 counts (a 401 or 404 is a server that is up)."""
-    if not uri.startswith(("http://", "https://")):
+    if not _is_server(uri):
         return None
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
@@ -301,6 +301,7 @@ class TrackedRun:
 
         self.info = run.info
         self.uri = uri
+        self._local = not _is_server(uri)  # a store in this process: its calls are not cut by a signal (_SignalGate)
         self._client = MlflowClient(uri)
         self._reprobe_seconds = reprobe_seconds
         self._pending: list[_Call] = []
@@ -376,7 +377,7 @@ class TrackedRun:
             self._next_probe = 0.0
             self._send_pending()
         try:  # a tracker still away gets one short try, not the client's retries (whatever the user set for those)
-            with _environment(GONE_CLIENT if self._away else {}):
+            with _environment(GONE_CLIENT if self._away else {}), _GATE.shut(self._local):
                 mlflow.end_run(status)  # pops the fluent run first, so the process is left clean either way
         except Exception as err:  # noqa: BLE001 - whatever the tracker did, the stage's outputs stand
             self._warn(f"could not end run {self.run_id} ({_reason(err)}){self._lost()}; the stage's outputs are "
@@ -413,16 +414,18 @@ class TrackedRun:
             self._warn(f"refused a logging call of run {self.run_id} ({_reason(err)}); calls it refuses are "
                        f"dropped, the stage goes on")
         if call.model is not None:
-            call.model.give_up(self._client)
+            with _GATE.shut(self._local):
+                call.model.give_up(self._client)
         self._refused.append(call)
         return True
 
     def _send(self, call: _Call) -> None:
         """One call, retried once after a pause for a local store (a server's client has retried already)."""
-        attempts = 1 if self.uri.startswith(("http://", "https://")) else 2
+        attempts = 2 if self._local else 1
         for attempt in range(attempts):
             try:
-                call.send(self._client, self.run_id)
+                with _GATE.shut(self._local):
+                    call.send(self._client, self.run_id)
                 return
             except Exception:
                 if attempt == attempts - 1:
@@ -447,7 +450,8 @@ class TrackedRun:
         while self._pending:
             self._merge_head()
             try:
-                self._pending[0].send(self._client, self.run_id)
+                with _GATE.shut(self._local):
+                    self._pending[0].send(self._client, self.run_id)
             except Exception as err:  # noqa: BLE001 - refused: dropped; else still away: keep the rest
                 if not self._refuse(self._pending[0], err):
                     self._away = _reason(err)
@@ -494,27 +498,76 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+@dataclass
+class _SignalGate:
+    """Where SIGTERM and Ctrl-C may interrupt the main thread during a stage run: anywhere but inside a call to a
+    local (SQLite) store. MLflow's session rolls back on an Exception, not on the BaseException a signal raises, so
+    a write cut there kept its transaction, and its lock, open until the process exited: the run could not be ended
+    KILLED ("database is locked"). There the signal is held until the call returns; a call to a server is cut at
+    once (the server finishes or drops the request on its own)."""
+
+    depth: int = 0                 # nested `shut` blocks the main thread is inside
+    held: int | None = None        # the first signal that arrived inside one
+
+    @contextmanager
+    def shut(self, local: bool) -> Iterator[None]:
+        if not local or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.held is not None:
+                signum, self.held = self.held, None
+                _raise_for(signum)
+
+    def on_signal(self, signum: int, frame) -> None:
+        if self.depth:
+            self.held = self.held or signum
+            return
+        _raise_for(signum)
+
+
+_GATE = _SignalGate()
+
+
+def _raise_for(signum: int) -> None:
+    raise KeyboardInterrupt if signum == signal.SIGINT else Interrupted(signum)
+
+
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
 @contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM raises `Interrupted` in the block; once the block has unwound, the signal is delivered again with
-    the previous disposition, so the process still dies by it (the exit its parent, DVC or torchrun, expects)."""
-    previous = signal.getsignal(signal.SIGTERM)
-    if threading.current_thread() is not threading.main_thread() or previous == signal.SIG_IGN:
+def _signals_unwind() -> Iterator[None]:
+    """SIGTERM raises `Interrupted` and Ctrl-C `KeyboardInterrupt` in the block, held through calls to a local store
+    (`_SignalGate`); once the block has unwound from SIGTERM, the signal is delivered again with the previous
+    disposition, so the process still dies by it (the exit its parent, DVC or torchrun, expects). A signal the
+    process ignores, or whose handler is someone else's, is left alone."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {signal.SIGTERM: signal.getsignal(signal.SIGTERM), signal.SIGINT: signal.getsignal(signal.SIGINT)}
+    ours = [signal.SIGTERM] * (previous[signal.SIGTERM] != signal.SIG_IGN) + \
+           [signal.SIGINT] * (previous[signal.SIGINT] is signal.default_int_handler)
 
-    def raise_interrupted(signum: int, frame) -> None:
-        raise Interrupted(signum)
+    def restore() -> None:
+        for signum in ours:
+            signal.signal(signum, previous[signum] if previous[signum] is not None else signal.SIG_DFL)
 
-    signal.signal(signal.SIGTERM, raise_interrupted)
+    for signum in ours:
+        signal.signal(signum, _GATE.on_signal)
     try:
         yield
     except Interrupted as err:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        restore()
         os.kill(os.getpid(), err.signum)
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        restore()
 
 
 def _end_status(err: BaseException) -> str:
@@ -540,9 +593,9 @@ def _open_run(stage: str, system_metrics: bool = False):
     reason = unreachable(uri, PROBE_SECONDS)
     if reason is None:
         try:
-            use_experiment()
             commit, dirty = git_commit(), git_dirty()
             group = pipeline_pass(commit, dirty)
+            use_experiment()
             return mlflow.start_run(run_name=f"{stage} {group}", log_system_metrics=system_metrics,
                                     tags={"stage": stage, "pipeline_pass": group, "git_commit": commit,
                                           "git_dirty": dirty})
@@ -556,13 +609,16 @@ def _open_run(stage: str, system_metrics: bool = False):
 def stage_run(stage: str, params: dict, system_metrics: bool = False) -> Iterator[TrackedRun]:
     """An MLflow run named after the stage and its pipeline pass, with its params section logged and the git commit
     tagged, ended FINISHED, FAILED or KILLED (see the module docstring for what happens when the tracker is away)."""
-    with bounded_http_client(), _sigterm_unwinds():
-        run = TrackedRun(_open_run(stage, system_metrics), tracking_uri())
+    with bounded_http_client(), _signals_unwind():
+        run = None
         try:
+            with _GATE.shut(local=not _is_server(tracking_uri())):  # a signal now ends the run it started
+                run = TrackedRun(_open_run(stage, system_metrics), tracking_uri())
             run.log_params(params)
             yield run
         except BaseException as err:
-            run.close(_end_status(err))
+            if run is not None:
+                run.close(_end_status(err))
             raise
         run.close("FINISHED")
 
