@@ -3,7 +3,7 @@
 The 3 s numbers (`evaluate.short_seconds`) are the first 3 s of each clip repeated to 6 s, as serving does with a
 3 s request (`s2f.audio.fit_to_clip`); their key in the report says so: `3s_repeated`.
 
-reports/metrics.json is keyed by family:
+reports/metrics.json is keyed by family, every float to six significant digits (the last ones follow the CPU's kernels):
 - `speech2face`: the paper's report on the predicted face feature (feature cosine / L1 / L2, retrieval R@K over
   galleries of up to 100 identities with chance, gender agreement where labelled, craniofacial Pearson r), and
   `decoded`: the faces the decoder draws from it, measured as images like the GANs' (`s2f.generated_evaluation`);
@@ -33,7 +33,8 @@ from s2f.baselines import ridge_baseline_predictions
 from s2f.config import EvaluateParams, FeaturesParams, TrainGanParams, clip_length_problem
 from s2f.dataset import SplitData, load_split
 from s2f.evaluation import (GRID_TITLES, decode_images, evaluate_paper, face_grid, finite_or_none,
-                            flatten_metrics, predict_short, retrieval_metrics, short_key, speaker_rows)
+                            flatten_metrics, predict_short, retrieval_metrics, short_key, speaker_rows,
+                            to_significant)
 from s2f.faces.features import get_backend
 from s2f.generated_evaluation import gan_generator, generate_faces, image_metrics, unseen_speech_metrics
 from s2f.io.checkpoints import load_model
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         if held.any():
             report[family]["unseen_speech"] = unseen_speech_metrics(
                 generate(train.audio[held]), train.speakers[held], _rows(train, ~held), backend, margin)
-    report = finite_or_none(report)
+    report = to_significant(finite_or_none(report))  # the digits every CPU agrees on
     grid = _grid(test, pred, decoded, generated, decoder, params.grid_speakers, short)
     args.grid.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.grid)

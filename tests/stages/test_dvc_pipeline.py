@@ -43,7 +43,7 @@ def test_a_second_clone_reproduces_dvc_lock_byte_for_byte(repo, tmp_path):
 def test_repro_runs_every_stage_and_writes_the_reports(repo):
     report = json.loads((repo / "reports/metrics.json").read_text())
     assert set(report) == {"speech2face", "ridge", "wen2019", "wav2pix"}  # one table, keyed by family
-    assert report["ridge"]["retrieval"]["6s"]["chance_at_1"] == pytest.approx(1 / 3)  # the baseline's row
+    assert report["ridge"]["retrieval"]["6s"]["chance_at_1"] == pytest.approx(1 / 3, rel=2e-6)  # the ridge row
     s2f = report["speech2face"]
     for seconds in ("3s_repeated", "6s"):
         retrieval, features = s2f["retrieval"][seconds], s2f["features"][seconds]
