@@ -217,7 +217,7 @@ def test_sigterm_ends_the_run_killed(split, tmp_path):
 # parameters sends it when the logged value is bound the second time (the metric's row is inserted, the run's
 # latest-metrics row is being written), and Python runs the handler at once, inside that `cursor.execute`. MLflow's
 # session does not roll back on a BaseException, so the cut transaction kept the database's write lock and ending
-# the run KILLED failed with "database is locked" (1 run in 5 of the test above, on a slow VM).
+# the run KILLED failed with "database is locked" (4 runs in 30 of the test above, on a 2-core VM).
 SIGNAL_IN_WRITE = """
 import os, signal, sqlite3, sys
 from s2f.io.tracking import stage_run
