@@ -370,14 +370,19 @@ class TrackedRun:
                                               _flatten(params or {}))))
 
     def close(self, status: str) -> None:
-        """End the run with `status` after a last try at the kept calls; warns (never raises) when it cannot."""
+        """End the run with `status` after a last try at the kept calls; warns (never raises) when it cannot. A
+        signal meanwhile waits until the run has ended (a second one does not)."""
+        with _GATE.shut(self._local):
+            self._close(status)
+
+    def _close(self, status: str) -> None:
         import mlflow
 
         if self._away is not None:
             self._next_probe = 0.0
             self._send_pending()
         try:  # a tracker still away gets one short try, not the client's retries (whatever the user set for those)
-            with _environment(GONE_CLIENT if self._away else {}), _GATE.shut(self._local):
+            with _environment(GONE_CLIENT if self._away else {}):
                 mlflow.end_run(status)  # pops the fluent run first, so the process is left clean either way
         except Exception as err:  # noqa: BLE001 - whatever the tracker did, the stage's outputs stand
             self._warn(f"could not end run {self.run_id} ({_reason(err)}){self._lost()}; the stage's outputs are "
@@ -503,11 +508,12 @@ class _SignalGate:
     """Where SIGTERM and Ctrl-C may interrupt the main thread during a stage run: anywhere but inside a call to a
     local (SQLite) store. MLflow's session rolls back on an Exception, not on the BaseException a signal raises, so
     a write cut there kept its transaction, and its lock, open until the process exited: the run could not be ended
-    KILLED ("database is locked"). There the signal is held until the call returns; a call to a server is cut at
-    once (the server finishes or drops the request on its own)."""
+    KILLED ("database is locked"). There the signal is held until the call returns; a second one cuts the call at
+    once (a store that hangs is left the way a person expects of a second Ctrl-C). A call to a server is cut at
+    once: the server finishes or drops the request on its own."""
 
     depth: int = 0                 # nested `shut` blocks the main thread is inside
-    held: int | None = None        # the first signal that arrived inside one
+    held: int | None = None        # the signal that arrived inside one, raised when the outermost ends
 
     @contextmanager
     def shut(self, local: bool) -> Iterator[None]:
@@ -524,9 +530,10 @@ class _SignalGate:
                 _raise_for(signum)
 
     def on_signal(self, signum: int, frame) -> None:
-        if self.depth:
-            self.held = self.held or signum
+        if self.depth and self.held is None:
+            self.held = signum
             return
+        self.held = None  # raised now: not again when the block ends
         _raise_for(signum)
 
 
@@ -545,8 +552,8 @@ def _is_server(uri: str) -> bool:
 def _signals_unwind() -> Iterator[None]:
     """SIGTERM raises `Interrupted` and Ctrl-C `KeyboardInterrupt` in the block, held through calls to a local store
     (`_SignalGate`); once the block has unwound from SIGTERM, the signal is delivered again with the previous
-    disposition, so the process still dies by it (the exit its parent, DVC or torchrun, expects). A signal the
-    process ignores, or whose handler is someone else's, is left alone."""
+    disposition, so the process still dies by it (the exit its parent, DVC or torchrun, expects). SIGTERM is left
+    alone where the process ignores it, Ctrl-C wherever its handler is not Python's default."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -558,9 +565,10 @@ def _signals_unwind() -> Iterator[None]:
         for signum in ours:
             signal.signal(signum, previous[signum] if previous[signum] is not None else signal.SIG_DFL)
 
-    for signum in ours:
-        signal.signal(signum, _GATE.on_signal)
+    _GATE.held = None
     try:
+        for signum in ours:
+            signal.signal(signum, _GATE.on_signal)
         yield
     except Interrupted as err:
         restore()
@@ -568,6 +576,7 @@ def _signals_unwind() -> Iterator[None]:
         raise
     finally:
         restore()
+        _GATE.held = None
 
 
 def _end_status(err: BaseException) -> str:
@@ -610,17 +619,25 @@ def stage_run(stage: str, params: dict, system_metrics: bool = False) -> Iterato
     """An MLflow run named after the stage and its pipeline pass, with its params section logged and the git commit
     tagged, ended FINISHED, FAILED or KILLED (see the module docstring for what happens when the tracker is away)."""
     with bounded_http_client(), _signals_unwind():
-        run = None
+        run, status = None, "FINISHED"
         try:
-            with _GATE.shut(local=not _is_server(tracking_uri())):  # a signal now ends the run it started
+            with store_writes():  # a signal now ends the run it started
                 run = TrackedRun(_open_run(stage, system_metrics), tracking_uri())
             run.log_params(params)
             yield run
         except BaseException as err:
-            if run is not None:
-                run.close(_end_status(err))
+            status = _end_status(err)
             raise
-        run.close("FINISHED")
+        finally:
+            if run is not None:
+                run.close(status)
+
+
+def store_writes() -> AbstractContextManager[None]:
+    """For a stage that writes to the tracking store through MLflow itself, inside `stage_run` (`register`): a
+    SIGTERM or Ctrl-C waits until the block ends when the store is local (`_SignalGate`), so the run can still be
+    ended KILLED."""
+    return _GATE.shut(local=not _is_server(tracking_uri()))
 
 
 @contextmanager

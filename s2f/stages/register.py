@@ -23,7 +23,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from s2f.io.tracking import git_commit, stage_run
+from s2f.io.tracking import git_commit, stage_run, store_writes
 from s2f.registry import (COMPOSITE, DATA_SOURCE_TAG, SHA_TAG, dvc_data_version, log_candidates, log_family,
                           models_sha256, report_section, tag_challengers)
 from s2f.stages.common import load_params, run_stage, stage_parser, write_json
@@ -62,10 +62,13 @@ def main(argv: list[str] | None = None) -> None:
     gate = load_params("promote", args.params).metric
     provenance = {name: {"git_commit": commit, **source, SHA_TAG: shas[name], **data} for name in metrics}
     with stage_run("register", {"git_commit": commit, **source, **lineage}) as run:
-        logged = log_candidates(args.encoder, args.decoder)
+        with store_writes():  # each step's writes whole: a signal waits for the step, then ends the run KILLED
+            logged = log_candidates(args.encoder, args.decoder)
         for family, pt in families.items():
-            logged |= log_family(pt, family)
-        versions = tag_challengers(logged, metrics, gate, provenance).versions
+            with store_writes():
+                logged |= log_family(pt, family)
+        with store_writes():
+            versions = tag_challengers(logged, metrics, gate, provenance).versions
     write_json(args.out, lineage)
     write_json(args.out.with_name("registry_versions.json"),
                {"versions": versions, "run_id": run.info.run_id, "git_commit": commit, **lineage})

@@ -222,6 +222,7 @@ SIGNAL_IN_WRITE = """
 import os, signal, sqlite3, sys
 from s2f.io.tracking import stage_run
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even under a background pytest
 VALUE, bound, armed = 1.5, 0, False
 
 def _signal_on_second_bind(value):
@@ -229,7 +230,8 @@ def _signal_on_second_bind(value):
     if armed and value == VALUE:
         bound += 1
         if bound == 2:
-            os.kill(os.getpid(), int(sys.argv[1]))
+            for signum in sys.argv[1].split(","):
+                os.kill(os.getpid(), int(signum))
     return value
 
 sqlite3.register_adapter(float, _signal_on_second_bind)
@@ -243,14 +245,25 @@ with stage_run("unit", {}) as run:
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_a_signal_inside_a_store_write_waits_for_it_and_the_run_ends_killed(tmp_path, signum):
     db = tmp_path / "mlruns.db"
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}", "PYTHONPATH": str(ROOT)}
-    env.pop("S2F_EXPERIMENT", None)
-    proc = subprocess.run([sys.executable, "-c", SIGNAL_IN_WRITE, str(int(signum))], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = _signalled_in_write(tmp_path, db, [signum])
     assert proc.returncode == -signum, proc.stderr[-3000:]  # dies by the signal, as its parent expects
     assert "not reached" not in proc.stdout and "could not end run" not in proc.stderr, proc.stderr[-3000:]
     assert _run_statuses(db) == ["KILLED"]
     assert _query(db, "select key, value from metrics") == [("loss", 1.5)]  # the write it waited for is whole
+
+
+def test_a_second_signal_cuts_the_write_at_once_and_sigterm_decides_the_exit(tmp_path):
+    # a store that hangs must not make the stage deaf: Ctrl-C held, then SIGTERM (a supervisor's) raised at once
+    proc = _signalled_in_write(tmp_path, tmp_path / "mlruns.db", [signal.SIGINT, signal.SIGTERM])
+    assert proc.returncode == -signal.SIGTERM, proc.stderr[-3000:]
+    assert "not reached" not in proc.stdout
+
+
+def _signalled_in_write(tmp_path: Path, db: Path, signals: list[int]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}", "PYTHONPATH": str(ROOT)}
+    env.pop("S2F_EXPERIMENT", None)
+    return subprocess.run([sys.executable, "-c", SIGNAL_IN_WRITE, ",".join(str(int(s)) for s in signals)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_a_stage_that_raises_ends_its_run_failed(split, tmp_path):
