@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         if held.any():
             report[family]["unseen_speech"] = unseen_speech_metrics(
                 generate(train.audio[held]), train.speakers[held], _rows(train, ~held), backend, margin)
-    report = to_significant(finite_or_none(report))  # the digits every CPU agrees on
+    report = to_significant(finite_or_none(report))  # not the last digits, which follow the CPU's kernels
     grid = _grid(test, pred, decoded, generated, decoder, params.grid_speakers, short)
     args.grid.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.grid)
